@@ -1,0 +1,28 @@
+"""wedgenet: certifiably optimal, interpretable two-layer ReLU networks.
+
+Pipeline: data -> :class:`~wedgenet.dictionary.WedgeDictionary` -> convex program
+(:mod:`wedgenet.programs`, :mod:`wedgenet.workingset`) -> solution -> network
+(:class:`~wedgenet.network.TwoLayerNetwork`), each neuron with its index set.
+"""
+
+from wedgenet.dictionary import Atoms, WedgeDictionary, dictionary_size
+from wedgenet.exceptions import DictionaryTooLarge, SolveAborted, WedgeNetError
+from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
+from wedgenet.solve import SolveResult, network_objective, solve
+
+__all__ = [
+    "Atoms",
+    "DictionaryTooLarge",
+    "IndexSet",
+    "Neuron",
+    "SolveAborted",
+    "SolveResult",
+    "TwoLayerNetwork",
+    "WedgeDictionary",
+    "WedgeNetError",
+    "dictionary_size",
+    "network_objective",
+    "solve",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,560 @@
+"""Wedge-product dictionaries: oriented hyperplanes through subsets of generators.
+
+Every dictionary of the paper's two-layer theorems is one object here (DESIGN section 3).
+Samples are lifted to ``[x, 1]`` when neurons have biases; a hyperplane through ``D - 1``
+generators (lifted samples and, for ``p = 1``, basis directions ``e_k`` / ``[e_k, 0]``) has
+normal ``(w, b) = cross(g_1, ..., g_{D-1})`` and gives the two feature columns
+
+    K[:, j] = relu( X @ (s * w) + s * b ) / ||w||_p,     s in {+1, -1}
+
+===============================  ========  ========================================  =====
+paper                            neurons   generators (subsets of size D - 1)        norm
+===============================  ========  ========================================  =====
+Thm 1 (d = 1)                    biased    one lifted point                          any
+Thm 2, 4                         no bias   rows of X and basis vectors e_k           l1
+Thm 15, 17                       no bias   rows of X                                 l2
+Thm 3, 5                         biased    d lifted points (affine hull of d rows)   l2
+Thm 16, d-dimensional form       biased    lifted points and [e_k, 0], >= 1 point    l1
+Thm 14 (vector output)           either    as above (group norm in the program)      l1/l2
+===============================  ========  ========================================  =====
+
+Subsets whose generators are linearly dependent are skipped. A hyperplane reached from
+several subsets (collinear samples, antipodal samples) is kept once, under its *canonical*
+index set: the lexicographically first independent subset of the generators lying on it,
+decided per column from the column's own values, so chunks never need global state.
+
+For ``p = 2`` rank-deficient data are first reduced to their (linear, or for biased neurons
+affine) rank ``r`` by an SVD (Lemma 23) and normals are mapped back; the l2 norm is invariant
+under that map. For ``p = 1`` the enumeration runs in the original coordinates: with the basis
+directions in the generator set it is exact for any rank, while the l1 norm is not invariant
+under the reduction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from wedgenet.exceptions import DictionaryTooLarge, WedgeNetError
+from wedgenet.geometry import DEGENERACY_TOL, cross
+from wedgenet.network import IndexSet
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+#: A generator lies on a hyperplane when ``|g . h| <= ON_PLANE_TOL * ||g|| ||h||``.
+ON_PLANE_TOL = 1e-9
+#: Relative tolerance for the numerical rank of the data.
+RANK_RTOL = 1e-10
+
+Source = Literal["exhaustive", "sample", "given"]
+
+
+@dataclass
+class Atoms:
+    """A batch of oriented, normalized hyperplanes (dictionary columns).
+
+    Attributes
+    ----------
+    subsets : ndarray of shape (m, D - 1)
+        Generator-pool indices: ``0..n-1`` are samples, ``n + k`` is basis direction ``e_k``.
+    normals : ndarray of shape (m, d + 1)
+        Oriented normals ``s * (w, b)`` in the original coordinates with ``||w||_p = 1``
+        (``b = 0`` for bias-free dictionaries).
+    signs : ndarray of shape (m,)
+        Orientation ``s`` relative to ``cross(generators)``.
+    """
+
+    subsets: IntArray
+    normals: FloatArray
+    signs: IntArray
+
+    def __len__(self) -> int:
+        return int(self.signs.shape[0])
+
+    def take(self, idx: IntArray | Sequence[int]) -> Atoms:
+        idx = np.asarray(idx, dtype=np.int64)
+        return Atoms(self.subsets[idx], self.normals[idx], self.signs[idx])
+
+    @staticmethod
+    def concatenate(parts: Sequence[Atoms], n_gen: int, n_features: int) -> Atoms:
+        if not parts:
+            return Atoms(
+                np.zeros((0, n_gen), dtype=np.int64),
+                np.zeros((0, n_features + 1)),
+                np.zeros(0, dtype=np.int64),
+            )
+        return Atoms(
+            np.concatenate([a.subsets for a in parts]),
+            np.concatenate([a.normals for a in parts]),
+            np.concatenate([a.signs for a in parts]),
+        )
+
+
+def features(X: FloatArray, normals: FloatArray) -> FloatArray:
+    """Dictionary columns ``relu(X @ w + b)`` for normals of shape (m, d + 1)."""
+    X = np.asarray(X, dtype=float)
+    out = X @ normals[:, :-1].T
+    out += normals[:, -1]
+    np.maximum(out, 0.0, out=out)
+    return out
+
+
+def _n_choose(n: int, k: int) -> int:
+    return math.comb(n, k) if 0 <= k <= n else 0
+
+
+def dictionary_size(n: int, d: int, p: int = 1, bias: bool = True, rank: int | None = None) -> int:
+    """Number of columns of the exhaustive dictionary, before dropping degenerate subsets.
+
+    Parameters
+    ----------
+    n, d : int
+        Number of samples and features.
+    p : {1, 2}
+        Regularization norm (``p = 1`` adds the basis directions to the generators).
+    bias : bool
+        Biased neurons (generators lifted to ``R^(d+1)``).
+    rank : int, optional
+        Rank of the data (linear rank, or affine rank for biased ``p = 2``); ``min(n, d)``
+        (or ``d``) by default. Only used for ``p = 2``.
+
+    Returns
+    -------
+    int
+        Twice the number of generator subsets (both orientations). Nothing is allocated.
+    """
+    if p not in (1, 2):
+        raise WedgeNetError(f"p must be 1 or 2, got {p!r}")
+    if p == 1:
+        k = d if bias else d - 1
+        pool = n + d
+        count = _n_choose(pool, k)
+        if bias:
+            count -= _n_choose(d, k)  # subsets of directions only give w = 0
+        return 2 * count
+    r = min(d, n) if rank is None else int(rank)
+    k = r if bias else r - 1
+    return 2 * _n_choose(n, k)
+
+
+class WedgeDictionary:
+    """The wedge-product dictionary of a dataset.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        Training inputs (rows are samples); for deeper layers, the layer's input activations.
+    p : {1, 2}, default 1
+        Norm of the first-layer weights in the regularizer. ``p = 1`` gives the exact
+        dictionaries (Thm 2/4, 16), ``p = 2`` the approximate ones (Thm 3/5, 15/17).
+    bias : bool, default True
+        Whether hidden neurons have (unregularized) biases.
+    source : {"exhaustive", "sample", "given"}, default "exhaustive"
+        Enumerate every subset, sample ``n_hyperplanes`` subsets at random, or use the
+        explicit ``index_sets``.
+    n_hyperplanes : int, optional
+        Number of hyperplanes to sample (each gives two columns) for ``source="sample"``.
+    index_sets : sequence of IndexSet, optional
+        Explicit subsets for ``source="given"``; an index set's ``sign`` fixes its
+        orientation (use both signs for both columns).
+    seed : int, default 0
+        Seed of the sampler.
+    max_columns : int, optional
+        Refuse an exhaustive dictionary larger than this (:class:`DictionaryTooLarge`).
+
+    Attributes
+    ----------
+    n_samples, n_features : int
+    rank_ : int
+        Rank used to build the generators (``d`` when no reduction happened).
+    dim_ : int
+        ``D``, dimension of the homogeneous space the hyperplanes live in.
+    subset_size_ : int
+        ``D - 1``.
+    generators_ : ndarray of shape (n + n_directions, D)
+        The generator pool in working coordinates.
+    """
+
+    def __init__(
+        self,
+        X: FloatArray,
+        *,
+        p: int = 1,
+        bias: bool = True,
+        source: Source = "exhaustive",
+        n_hyperplanes: int | None = None,
+        index_sets: Sequence[IndexSet] | None = None,
+        seed: int = 0,
+        max_columns: int | None = None,
+    ) -> None:
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2:
+            raise WedgeNetError(f"X must be 2-dimensional (n, d), got shape {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise WedgeNetError("X contains NaN or infinite values")
+        if p not in (1, 2):
+            raise WedgeNetError(f"p must be 1 or 2, got {p!r}")
+        if source not in ("exhaustive", "sample", "given"):
+            raise WedgeNetError(f"unknown dictionary source {source!r}")
+        self.X = X
+        self.p = int(p)
+        self.bias = bool(bias)
+        self.source: Source = source
+        self.seed = int(seed)
+        self.n_samples, self.n_features = X.shape
+        self._setup_coordinates()
+        if source == "sample":
+            if n_hyperplanes is None or int(n_hyperplanes) < 1:
+                raise WedgeNetError("source='sample' needs n_hyperplanes >= 1")
+        if source == "given" and index_sets is None:
+            raise WedgeNetError("source='given' needs index_sets")
+        self.n_hyperplanes = None if n_hyperplanes is None else int(n_hyperplanes)
+        self.index_sets = None if index_sets is None else list(index_sets)
+        if source == "exhaustive" and max_columns is not None and self.size > max_columns:
+            raise DictionaryTooLarge(self.size, max_columns)
+
+    # ------------------------------------------------------------------ coordinates
+    def _setup_coordinates(self) -> None:
+        X = self.X
+        n, d = X.shape
+        self.basis_: FloatArray | None = None
+        self.center_ = np.zeros(d)
+        Xw = X
+        if self.p == 2:
+            centered = X - X.mean(axis=0) if self.bias else X
+            s = np.linalg.svd(centered, compute_uv=False) if n else np.zeros(0)
+            tol = RANK_RTOL * (s[0] if s.size else 0.0) * max(n, d)
+            r = int(np.sum(s > tol)) if s.size and s[0] > 0 else 0
+            if r == 0:
+                raise WedgeNetError(
+                    "the data have rank 0 (all samples identical"
+                    + ("" if self.bias else " to zero")
+                    + "): no hyperplane separates them"
+                )
+            if r < d:
+                _, _, vt = np.linalg.svd(centered, full_matrices=False)
+                self.basis_ = vt[:r].T  # (d, r)
+                if self.bias:
+                    self.center_ = X.mean(axis=0)
+                Xw = (X - self.center_) @ self.basis_
+            self.rank_ = r
+        else:
+            if not np.any(X) and not self.bias:
+                raise WedgeNetError("the data have rank 0 (X is all zeros)")
+            if self.bias and n > 0 and np.all(X == X[0]):
+                raise WedgeNetError("the data have rank 0 (all samples identical)")
+            self.rank_ = d
+        r = Xw.shape[1]
+        self.dim_ = r + 1 if self.bias else r
+        self.subset_size_ = self.dim_ - 1
+        points = np.concatenate([Xw, np.ones((n, 1))], axis=1) if self.bias else Xw
+        if self.p == 1:
+            dirs = np.eye(r, self.dim_)
+            self.generators_ = np.concatenate([points, dirs], axis=0)
+            self.n_directions_ = r
+        else:
+            self.generators_ = points
+            self.n_directions_ = 0
+        self._gen_norms = np.linalg.norm(self.generators_, axis=1)
+        self._points_w = Xw  # working coordinates of the samples
+
+    @property
+    def pool_size(self) -> int:
+        return self.n_samples + self.n_directions_
+
+    @property
+    def size(self) -> int:
+        """Columns of the exhaustive dictionary (both orientations, before skipping)."""
+        return dictionary_size(
+            self.n_samples, self.n_features if self.p == 1 else self.rank_, self.p, self.bias,
+            rank=self.rank_,
+        )
+
+    @property
+    def n_subsets(self) -> int:
+        """Number of generator subsets the source yields (before skipping and merging)."""
+        if self.source == "exhaustive":
+            return self.size // 2
+        if self.source == "sample":
+            assert self.n_hyperplanes is not None
+            return min(self.n_hyperplanes, self.size // 2)
+        assert self.index_sets is not None
+        return len(self.index_sets)
+
+    # ------------------------------------------------------------------ subsets
+    def _valid_combo(self, combo: IntArray) -> IntArray:
+        """Mask out subsets of basis directions only (they give w = 0 when biased)."""
+        if self.p == 1 and self.bias and combo.shape[1] > 0:
+            return combo[combo[:, 0] < self.n_samples]
+        return combo
+
+    def iter_subsets(
+        self, chunk_size: int = 4096, start: int = 0, stop: int | None = None
+    ) -> Iterator[IntArray]:
+        """Generator subsets in chunks of shape (B, D - 1) (pool indices, ascending).
+
+        ``start``/``stop`` select a range of the source's subsets, so that independent
+        workers can scan disjoint parts of the same dictionary.
+        """
+        k = self.subset_size_
+        if self.source == "exhaustive":
+            it = itertools.combinations(range(self.pool_size), k)
+            # Skip the all-directions subsets lazily; ranks count raw combinations.
+            it = itertools.islice(it, start, stop)
+            while True:
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(itertools.islice(it, chunk_size)),
+                    dtype=np.int64,
+                )
+                if flat.size == 0 and k > 0:
+                    return
+                combo = flat.reshape(-1, k) if k > 0 else np.zeros((1, 0), dtype=np.int64)
+                combo = self._valid_combo(combo)
+                if combo.shape[0]:
+                    yield combo
+                if k == 0:
+                    return
+        elif self.source == "sample":
+            subs = self._sample_subsets()[start:stop]
+            for i in range(0, subs.shape[0], chunk_size):
+                yield subs[i : i + chunk_size]
+        else:
+            subs = self._given_subsets()[0][start:stop]
+            for i in range(0, subs.shape[0], chunk_size):
+                yield subs[i : i + chunk_size]
+
+    @property
+    def n_raw_subsets(self) -> int:
+        """Length of the raw subset sequence that ``start``/``stop`` index."""
+        if self.source == "exhaustive":
+            return _n_choose(self.pool_size, self.subset_size_)
+        if self.source == "sample":
+            return int(self._sample_subsets().shape[0])
+        return len(self.index_sets or ())
+
+    def _sample_subsets(self) -> IntArray:
+        cached = getattr(self, "_sampled", None)
+        if cached is not None:
+            return cached
+        assert self.n_hyperplanes is not None
+        k, P = self.subset_size_, self.pool_size
+        total = self.size // 2
+        if self.n_hyperplanes >= total:
+            subs = np.concatenate(list(self.iter_subsets_exhaustive()), axis=0)
+        else:
+            rng = np.random.default_rng(self.seed)
+            seen: set[bytes] = set()
+            rows: list[IntArray] = []
+            need = self.n_hyperplanes
+            for _ in range(1000):
+                if need <= 0:
+                    break
+                draw = np.sort(rng.integers(0, P, size=(2 * need + 16, k)), axis=1)
+                ok = np.all(np.diff(draw, axis=1) > 0, axis=1) if k > 1 else np.ones(
+                    draw.shape[0], dtype=bool
+                )
+                draw = self._valid_combo(draw[ok])
+                for row in draw:
+                    key = row.tobytes()
+                    if key not in seen:
+                        seen.add(key)
+                        rows.append(row)
+                        need -= 1
+                        if need == 0:
+                            break
+            subs = np.array(rows, dtype=np.int64).reshape(-1, k)
+        self._sampled = subs
+        return subs
+
+    def iter_subsets_exhaustive(self, chunk_size: int = 65536) -> Iterator[IntArray]:
+        saved = self.source
+        self.source = "exhaustive"
+        try:
+            yield from self.iter_subsets(chunk_size)
+        finally:
+            self.source = saved
+
+    def _given_subsets(self) -> tuple[IntArray, IntArray]:
+        cached = getattr(self, "_given", None)
+        if cached is not None:
+            return cached
+        assert self.index_sets is not None
+        k = self.subset_size_
+        n = self.n_samples
+        rows, signs = [], []
+        for s in self.index_sets:
+            pool = [int(i) for i in s.samples] + [n + int(j) for j in s.directions]
+            if len(pool) != k:
+                raise WedgeNetError(
+                    f"index set {s.to_dict()} has {len(pool)} generators; this dictionary "
+                    f"needs {k} (D - 1)"
+                )
+            if any(i < 0 or i >= n for i in s.samples) or any(
+                j < 0 or j >= self.n_directions_ for j in s.directions
+            ):
+                raise WedgeNetError(f"index set {s.to_dict()} refers to unknown samples/directions")
+            rows.append(sorted(pool))
+            signs.append(1 if s.sign >= 0 else -1)
+        out = (
+            np.array(rows, dtype=np.int64).reshape(-1, k),
+            np.array(signs, dtype=np.int64),
+        )
+        self._given = out
+        return out
+
+    # ------------------------------------------------------------------ hyperplanes
+    def hyperplanes(self, subsets: IntArray, *, dedupe: bool = True) -> tuple[IntArray, FloatArray]:
+        """Unit-norm hyperplanes of a chunk of subsets.
+
+        Returns
+        -------
+        keep : ndarray of int
+            Rows of ``subsets`` that give a valid (independent, canonical) hyperplane.
+        normals : ndarray of shape (len(keep), d + 1)
+            ``cross(generators)`` mapped to the original coordinates and scaled to
+            ``||w||_p = 1``, orientation ``+1``.
+        """
+        d = self.n_features
+        B = subsets.shape[0]
+        if B == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, d + 1))
+        G = self.generators_[subsets]  # (B, D-1, D)
+        H = cross(G)  # working coordinates
+        scale = np.prod(self._gen_norms[subsets], axis=1) if subsets.shape[1] else np.ones(B)
+        hn = np.linalg.norm(H, axis=1)
+        ok = hn > DEGENERACY_TOL * scale
+        idx = np.flatnonzero(ok)
+        H = H[idx]
+        if dedupe and idx.size:
+            canon = self._canonical(subsets[idx], H)
+            idx, H = idx[canon], H[canon]
+        normals = self._to_original(H)
+        wnorm = np.linalg.norm(normals[:, :d], ord=self.p, axis=1)
+        good = wnorm > DEGENERACY_TOL * np.linalg.norm(normals, axis=1)
+        return idx[good], normals[good] / wnorm[good, None]
+
+    def _to_original(self, H: FloatArray) -> FloatArray:
+        """Map working-coordinate normals (B, D) to original ``(w, b)`` (B, d + 1)."""
+        d = self.n_features
+        r = self.rank_
+        if self.bias:
+            u, b = H[:, :r], H[:, r]
+        else:
+            u, b = H, np.zeros(H.shape[0])
+        if self.basis_ is not None:
+            w = u @ self.basis_.T
+            b = b - w @ self.center_
+        else:
+            w = u
+        out = np.empty((H.shape[0], d + 1))
+        out[:, :d] = w
+        out[:, d] = b
+        return out
+
+    def _canonical(self, subsets: IntArray, H: FloatArray) -> NDArray[np.bool_]:
+        """True where the subset is the canonical index set of its hyperplane."""
+        vals = np.abs(self.generators_ @ H.T)  # (P, B)
+        thr = ON_PLANE_TOL * self._gen_norms[:, None] * np.linalg.norm(H, axis=1)[None, :]
+        on = vals <= thr
+        counts = on.sum(axis=0)
+        keep = np.ones(H.shape[0], dtype=bool)
+        k = self.subset_size_
+        for j in np.flatnonzero(counts > k):
+            members = np.flatnonzero(on[:, j])
+            chosen: list[int] = []
+            for i in members:
+                trial = self.generators_[chosen + [int(i)]]
+                if np.linalg.matrix_rank(trial, tol=1e-9 * np.linalg.norm(trial)) > len(chosen):
+                    chosen.append(int(i))
+                    if len(chosen) == k:
+                        break
+            keep[j] = chosen == [int(i) for i in subsets[j]]
+        return keep
+
+    # ------------------------------------------------------------------ atoms
+    def iter_atoms(
+        self, chunk_size: int = 4096, start: int = 0, stop: int | None = None
+    ) -> Iterator[Atoms]:
+        """Valid oriented hyperplanes, chunk by chunk (both orientations unless given)."""
+        given_signs = self._given_subsets()[1] if self.source == "given" else None
+        offset = start
+        for subs in self.iter_subsets(chunk_size, start, stop):
+            keep, normals = self.hyperplanes(subs, dedupe=self.source != "given")
+            subs_k = subs[keep]
+            if given_signs is not None:
+                signs = given_signs[offset : offset + subs.shape[0]][keep]
+                yield Atoms(subs_k, normals * signs[:, None], signs)
+            else:
+                m = keep.size
+                yield Atoms(
+                    np.concatenate([subs_k, subs_k]),
+                    np.concatenate([normals, -normals]),
+                    np.concatenate([np.ones(m, dtype=np.int64), -np.ones(m, dtype=np.int64)]),
+                )
+            offset += subs.shape[0]
+
+    def atoms(self, chunk_size: int = 65536) -> Atoms:
+        """All atoms of the dictionary (materialized; mind :attr:`size`)."""
+        return Atoms.concatenate(
+            list(self.iter_atoms(chunk_size)), self.subset_size_, self.n_features
+        )
+
+    def features(self, atoms: Atoms, X: FloatArray | None = None) -> FloatArray:
+        """Columns ``K`` of shape (n, m) for ``atoms`` evaluated at ``X`` (default: the data)."""
+        return features(self.X if X is None else X, atoms.normals)
+
+    # ------------------------------------------------------------------ interpretation
+    def index_set(self, subset: IntArray, sign: int) -> IndexSet:
+        n = self.n_samples
+        samples = tuple(int(i) for i in subset if i < n)
+        directions = tuple(int(i - n) for i in subset if i >= n)
+        return IndexSet(samples=samples, directions=directions, sign=int(sign))
+
+    def generators_original(self, subset: IntArray) -> FloatArray:
+        """Generators of a subset in original homogeneous coordinates, shape (D - 1, d + 1)."""
+        n, d = self.n_samples, self.n_features
+        rows = []
+        for i in subset:
+            g = np.zeros(d + 1)
+            if i < n:
+                g[:d] = self.X[i]
+                g[d] = 1.0 if self.bias else 0.0
+            else:
+                g[int(i - n)] = 1.0
+            rows.append(g)
+        return np.array(rows).reshape(len(rows), d + 1)
+
+    def residual(self, subset: IntArray, normal: FloatArray) -> float:
+        """Orthogonality residual ``max |g . h| / (||g|| ||h||)`` over the subset."""
+        G = self.generators_original(subset)
+        if G.shape[0] == 0:
+            return 0.0
+        num = np.abs(G @ normal)
+        den = np.linalg.norm(G, axis=1) * np.linalg.norm(normal)
+        return float(np.max(num / np.where(den > 0, den, 1.0)))
+
+    def formula(self, subset: IntArray, sign: int) -> str:
+        """A readable closed form of the neuron, e.g. ``dist+(x, Aff(x[3], x[17]))``."""
+        n = self.n_samples
+        s = "+" if sign > 0 else "-"
+        pts = [f"x[{int(i)}]" for i in subset if i < n]
+        dirs = [f"e{int(i - n) + 1}" for i in subset if i >= n]
+        if self.p == 2:
+            hull = "Aff" if self.bias else "Span"
+            return f"dist{s}(x, {hull}({', '.join(pts)}))"
+        if self.bias:
+            if self.n_features == 1 and len(pts) == 1:
+                return f"relu(x - {pts[0]})" if sign > 0 else f"relu({pts[0]} - x)"
+            gens = ", ".join([f"[{q}, 1]" for q in pts] + dirs)
+            return f"Vol{s}(P([x, 1], {gens})) / ||w||_1"
+        gens = ", ".join(pts + dirs)
+        if not gens:
+            return f"relu({s}x)"
+        return f"Vol{s}(P(x, {gens})) / ||x({gens})||_1"

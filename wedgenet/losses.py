@@ -1,0 +1,242 @@
+"""Losses of the convex programs, with gradients and convex conjugates.
+
+Each loss is *summed* over samples (DESIGN section 2). For a prediction matrix ``U`` of shape
+(n, c) and targets ``Y`` (encoded by :meth:`Loss.encode`), a loss provides its value, its
+gradient, the dual objective ``-L*(-V)`` used for lower bounds, and a cvxpy expression.
+
+=========  ============================================  ===========================
+loss       L(U, Y)                                        dual point V = -grad L
+=========  ============================================  ===========================
+squared    0.5 * ||U - Y||_F^2                            Y - U
+logistic   sum log(1 + exp(-y u)),  y in {-1, +1}         y * sigmoid(-y u)
+hinge      sum max(0, 1 - y u),     y in {-1, +1}         y * theta, theta in [0, 1]
+softmax    sum logsumexp(U_i) - <U_i, Y_i>, Y one-hot     Y - softmax(U)
+=========  ============================================  ===========================
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import expit, log_expit, logsumexp, xlogy
+
+from wedgenet.exceptions import WedgeNetError
+
+FloatArray = NDArray[np.float64]
+
+
+class Loss:
+    """Base class; ``U``, ``Y`` and ``V`` are always 2-D arrays of shape (n, c)."""
+
+    name: ClassVar[str] = ""
+    smooth: ClassVar[bool] = True
+    classification: ClassVar[bool] = False
+
+    def encode(self, y: Any) -> tuple[FloatArray, np.ndarray | None]:
+        """Targets as an (n, c) float matrix, and the class labels (classification)."""
+        raise NotImplementedError
+
+    def value(self, U: FloatArray, Y: FloatArray) -> float:
+        raise NotImplementedError
+
+    def grad(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def dual_value(self, V: FloatArray, Y: FloatArray) -> float:
+        """``-L*(-V)``; ``-inf`` outside the conjugate's domain."""
+        raise NotImplementedError
+
+    def best_scale(self, V: FloatArray, Y: FloatArray, s_max: float) -> float:
+        """A scale ``s`` in ``(0, s_max]`` for the dual point ``s V`` (default ``s_max``)."""
+        return s_max
+
+    def cvxpy(self, U: Any, Y: FloatArray) -> Any:
+        raise NotImplementedError
+
+    def optimal_offset(self, U: FloatArray, Y: FloatArray, t0: FloatArray) -> FloatArray:
+        """The output bias minimizing ``L(U + 1 t, Y)`` (Newton from ``t0``)."""
+        t = np.array(t0, dtype=float).reshape(-1)
+        for _ in range(50):
+            G = self.grad(U + t, Y).sum(axis=0)
+            if np.max(np.abs(G)) <= 1e-13 * max(1.0, U.shape[0]):
+                break
+            H = self._offset_hessian(U + t, Y)
+            step = np.linalg.lstsq(H, G, rcond=None)[0]
+            # Damped Newton: halve until the loss does not increase.
+            f0 = self.value(U + t, Y)
+            alpha = 1.0
+            while alpha > 1e-10 and self.value(U + t - alpha * step, Y) > f0 + 1e-15 * abs(f0):
+                alpha *= 0.5
+            t = t - alpha * step
+            if alpha * np.max(np.abs(step)) < 1e-15 * (1 + np.max(np.abs(t))):
+                break
+        return t
+
+    def _offset_hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+
+class SquaredLoss(Loss):
+    name = "squared"
+
+    def encode(self, y: Any) -> tuple[FloatArray, None]:
+        Y = np.asarray(y, dtype=float)
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        if Y.ndim != 2:
+            raise WedgeNetError(f"y must be 1-D or 2-D for the squared loss, got shape {Y.shape}")
+        return Y, None
+
+    def value(self, U: FloatArray, Y: FloatArray) -> float:
+        return 0.5 * float(np.sum((U - Y) ** 2))
+
+    def grad(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        return U - Y
+
+    def dual_value(self, V: FloatArray, Y: FloatArray) -> float:
+        return float(-0.5 * np.sum(V * V) + np.sum(V * Y))
+
+    def best_scale(self, V: FloatArray, Y: FloatArray, s_max: float) -> float:
+        vv = float(np.sum(V * V))
+        if vv == 0.0:
+            return s_max
+        return float(np.clip(np.sum(V * Y) / vv, 0.0, s_max)) or s_max
+
+    def cvxpy(self, U: Any, Y: FloatArray) -> Any:
+        import cvxpy as cp
+
+        return 0.5 * cp.sum_squares(U - Y)
+
+    def optimal_offset(self, U: FloatArray, Y: FloatArray, t0: FloatArray) -> FloatArray:
+        return np.asarray((Y - U).mean(axis=0), dtype=float)
+
+
+def _binary_labels(y: Any) -> tuple[FloatArray, np.ndarray]:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise WedgeNetError(f"y must be 1-D class labels for a binary loss, got shape {y.shape}")
+    classes = np.unique(y)
+    if classes.size != 2:
+        raise WedgeNetError(
+            f"binary classification needs exactly 2 distinct labels in y, got {classes.size}"
+        )
+    return np.where(y == classes[1], 1.0, -1.0)[:, None], classes
+
+
+class LogisticLoss(Loss):
+    name = "logistic"
+    classification = True
+
+    def encode(self, y: Any) -> tuple[FloatArray, np.ndarray]:
+        return _binary_labels(y)
+
+    def value(self, U: FloatArray, Y: FloatArray) -> float:
+        return float(-np.sum(log_expit(Y * U)))
+
+    def grad(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        return np.asarray(-Y * expit(-Y * U))
+
+    def dual_value(self, V: FloatArray, Y: FloatArray) -> float:
+        theta = V * Y
+        if np.any(theta < -1e-12) or np.any(theta > 1 + 1e-12):
+            return -np.inf
+        theta = np.clip(theta, 0.0, 1.0)
+        return float(-np.sum(xlogy(theta, theta) + xlogy(1 - theta, 1 - theta)))
+
+    def cvxpy(self, U: Any, Y: FloatArray) -> Any:
+        import cvxpy as cp
+
+        return cp.sum(cp.logistic(-cp.multiply(Y, U)))
+
+    def _offset_hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        s = expit(U)
+        return np.array([[float(np.sum(s * (1 - s)))]]) + 1e-300
+
+
+class HingeLoss(Loss):
+    name = "hinge"
+    smooth = False
+    classification = True
+
+    def encode(self, y: Any) -> tuple[FloatArray, np.ndarray]:
+        return _binary_labels(y)
+
+    def value(self, U: FloatArray, Y: FloatArray) -> float:
+        return float(np.sum(np.maximum(0.0, 1.0 - Y * U)))
+
+    def grad(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        # A subgradient: -y where the margin is violated, 0 elsewhere.
+        return np.asarray(-Y * (Y * U < 1.0))
+
+    def dual_value(self, V: FloatArray, Y: FloatArray) -> float:
+        theta = V * Y
+        if np.any(theta < -1e-9) or np.any(theta > 1 + 1e-9):
+            return -np.inf
+        return float(np.sum(np.clip(theta, 0.0, 1.0)))
+
+    def cvxpy(self, U: Any, Y: FloatArray) -> Any:
+        import cvxpy as cp
+
+        return cp.sum(cp.pos(1 - cp.multiply(Y, U)))
+
+
+class SoftmaxLoss(Loss):
+    name = "softmax"
+    classification = True
+
+    def encode(self, y: Any) -> tuple[FloatArray, np.ndarray]:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise WedgeNetError(f"y must be 1-D class labels for the softmax loss, got {y.shape}")
+        classes, inv = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise WedgeNetError("softmax classification needs at least 2 distinct labels in y")
+        Y = np.zeros((y.shape[0], classes.size))
+        Y[np.arange(y.shape[0]), inv] = 1.0
+        return Y, classes
+
+    def value(self, U: FloatArray, Y: FloatArray) -> float:
+        return float(np.sum(logsumexp(U, axis=1)) - np.sum(U * Y))
+
+    def grad(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        P = np.exp(U - logsumexp(U, axis=1, keepdims=True))
+        return np.asarray(P - Y)
+
+    def dual_value(self, V: FloatArray, Y: FloatArray) -> float:
+        P = Y - V
+        if np.any(P < -1e-12) or np.any(np.abs(P.sum(axis=1) - 1) > 1e-9):
+            return -np.inf
+        P = np.clip(P, 0.0, 1.0)
+        return float(-np.sum(xlogy(P, P)))
+
+    def cvxpy(self, U: Any, Y: FloatArray) -> Any:
+        import cvxpy as cp
+
+        return cp.sum(cp.log_sum_exp(U, axis=1)) - cp.sum(cp.multiply(U, Y))
+
+    def _offset_hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        P = np.exp(U - logsumexp(U, axis=1, keepdims=True))
+        return np.diag(P.sum(axis=0)) - P.T @ P
+
+
+LOSSES: dict[str, type[Loss]] = {
+    cls.name: cls for cls in (SquaredLoss, LogisticLoss, HingeLoss, SoftmaxLoss)
+}
+
+
+def get_loss(name: str | Loss) -> Loss:
+    """Look up a loss by name (``squared``, ``logistic``, ``hinge``, ``softmax``)."""
+    if isinstance(name, Loss):
+        return name
+    try:
+        return LOSSES[name]()
+    except KeyError:
+        raise WedgeNetError(
+            f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}"
+        ) from None

@@ -1,0 +1,318 @@
+"""The pipeline: data -> dictionary -> convex program -> solution -> network.
+
+:func:`solve` is the one-call entry point used by the estimator, the CLI and the service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from wedgenet.dictionary import Atoms, WedgeDictionary, features
+from wedgenet.exceptions import WedgeNetError
+from wedgenet.losses import Loss, get_loss
+from wedgenet.network import Neuron, TwoLayerNetwork
+from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
+from wedgenet.workingset import DictionaryColumns, solve_working_set
+
+FloatArray = NDArray[np.float64]
+Progress = Callable[[float, str], None]
+Solver = Literal["auto", "cvxpy", "workingset"]
+
+
+@dataclass
+class SolveResult:
+    """A solved convex program and the network read off it.
+
+    Attributes
+    ----------
+    network : TwoLayerNetwork
+        The reconstructed network (balanced scaling); every neuron carries its index set.
+    primal_objective : float
+        Convex objective, equal to the network's training objective (DESIGN section 2).
+    dual_objective : float
+        A lower bound on the convex program over every scanned column.
+    relative_gap : float
+        ``(primal - dual) / |primal|``.
+    certified : bool
+        True when the whole dictionary was scanned and ``relative_gap <= tol``: the
+        solution is certified optimal for the convex program. For the exact dictionaries
+        (``p = 1``) this certifies global optimality of the network training problem too
+        (see :attr:`certifies_network`).
+    exact : bool
+        True for the ``p = 1`` dictionaries, whose program equals the network problem.
+    scanned : {"all", "sampled", "given"}
+        How much of the dictionary was checked.
+    n_columns : int
+        Number of dictionary columns that were priced.
+    """
+
+    network: TwoLayerNetwork
+    primal_objective: float
+    dual_objective: float
+    relative_gap: float
+    certified: bool
+    exact: bool
+    scanned: str
+    n_columns: int
+    solver: str
+    solve_time: float
+    params: dict[str, Any]
+    classes: np.ndarray | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def certifies_network(self) -> bool:
+        """Certified optimal for the *neural network* training problem (exact and certified)."""
+        return self.certified and self.exact
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (the CLI's ``--json`` output; see the README)."""
+        return {
+            "primal_objective": float(self.primal_objective),
+            "dual_objective": float(self.dual_objective),
+            "relative_gap": float(self.relative_gap),
+            "certified": bool(self.certified),
+            "exact": bool(self.exact),
+            "certifies_network": bool(self.certifies_network),
+            "scanned": self.scanned,
+            "n_columns": int(self.n_columns),
+            "solver": self.solver,
+            "solve_time": float(self.solve_time),
+            "params": dict(self.params),
+            "classes": None if self.classes is None else [_plain(c) for c in self.classes],
+            "network": self.network.to_dict(),
+        }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def check_inputs(X: Any, y: Any, loss: Loss) -> tuple[FloatArray, FloatArray, np.ndarray | None]:
+    """Validate ``X`` and ``y`` and encode the targets for ``loss``."""
+    try:
+        X = np.asarray(X, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise WedgeNetError(f"X must be a numeric 2-D array: {exc}") from None
+    if X.ndim != 2:
+        raise WedgeNetError(f"X must be 2-dimensional (n, d), got shape {X.shape}")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise WedgeNetError(f"X must have at least one sample and one feature, got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise WedgeNetError("X contains NaN or infinite values")
+    y_arr = np.asarray(y)
+    if y_arr.shape[0] != X.shape[0]:
+        raise WedgeNetError(
+            f"X and y have different numbers of samples: {X.shape[0]} and {y_arr.shape[0]}"
+        )
+    if y_arr.dtype.kind in "fc" and not np.all(np.isfinite(y_arr)):
+        raise WedgeNetError("y contains NaN or infinite values")
+    if not loss.classification and y_arr.dtype.kind not in "biuf":
+        raise WedgeNetError(f"y must be numeric for the {loss.name} loss, got dtype {y_arr.dtype}")
+    Y, classes = loss.encode(y_arr)
+    return X, Y, classes
+
+
+def solve(
+    X: Any,
+    y: Any,
+    *,
+    loss: str | Loss = "squared",
+    p: int = 1,
+    bias: bool = True,
+    lam: float = 0.01,
+    source: Literal["exhaustive", "sample"] = "exhaustive",
+    n_columns: int | None = None,
+    seed: int = 0,
+    max_columns: int | None = 2_000_000,
+    solver: Solver = "auto",
+    tol: float = 1e-6,
+    fit_offset: bool = True,
+    chunk_size: int = 4096,
+    progress: Progress | None = None,
+) -> SolveResult:
+    """Train a two-layer ReLU network by convex optimization over a wedge dictionary.
+
+    Objective (DESIGN section 2): ``L(f(X), y) + (lam / 2) sum_j (||w_j||_p^2 + ||a_j||_2^2)``
+    with summed loss and unregularized biases; the convex program is
+    ``L(K z + t, y) + lam ||z||_1`` (group norm for vector output).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+    y : array-like of shape (n,) or (n, c)
+        Real targets (``squared``), two class labels (``logistic``, ``hinge``) or class
+        labels (``softmax``).
+    loss : {"squared", "logistic", "hinge", "softmax"}
+    p : {1, 2}
+        ``1``: exact dictionaries (the program equals the network problem). ``2``: weight
+        decay; the wedge program is then an upper bound (an approximation, not certified for
+        the network problem).
+    bias : bool
+        Biased hidden neurons.
+    lam : float
+        Regularization strength, > 0.
+    source : {"exhaustive", "sample"}
+        Enumerate the whole dictionary (certifiable) or sample ``n_columns`` hyperplanes.
+    n_columns : int, optional
+        Number of hyperplanes to sample when ``source="sample"`` (each gives 2 columns).
+    seed : int
+    max_columns : int, optional
+        Refuse an exhaustive dictionary with more columns (:class:`DictionaryTooLarge`).
+    solver : {"auto", "cvxpy", "workingset"}
+        ``cvxpy`` materializes the dictionary and solves with CLARABEL (reference);
+        ``workingset`` is column generation with streamed pricing (fast path). ``auto``
+        picks ``workingset``.
+    tol : float
+        Target relative duality gap.
+    fit_offset : bool
+        Free output bias.
+    progress : callable, optional
+        ``progress(fraction, stage)``; may raise to abort.
+
+    Returns
+    -------
+    SolveResult
+    """
+    lam = float(lam)
+    if not np.isfinite(lam) or lam <= 0:
+        raise WedgeNetError(f"lam must be a positive number, got {lam}")
+    if not (0 < tol < 1):
+        raise WedgeNetError(f"tol must be in (0, 1), got {tol}")
+    if solver not in ("auto", "cvxpy", "workingset"):
+        raise WedgeNetError(f"unknown solver {solver!r}; choose auto, cvxpy or workingset")
+    if source not in ("exhaustive", "sample"):
+        raise WedgeNetError(f"unknown source {source!r}; choose exhaustive or sample")
+    loss_obj = get_loss(loss)
+    X, Y, classes = check_inputs(X, y, loss_obj)
+    if loss_obj.name == "softmax" or Y.shape[1] > 1:
+        pass  # group norm over output rows (Thm 14)
+    start = time.perf_counter()
+    if progress is not None:
+        progress(0.0, "building dictionary")
+    dictionary = WedgeDictionary(
+        X, p=p, bias=bias, source=source, n_hyperplanes=n_columns, seed=seed,
+        max_columns=max_columns,
+    )
+    params = {
+        "loss": loss_obj.name, "p": int(p), "bias": bool(bias), "lam": lam, "source": source,
+        "n_columns": n_columns, "seed": int(seed), "max_columns": max_columns,
+        "solver": solver, "tol": float(tol), "fit_offset": bool(fit_offset),
+    }
+    history: list[dict[str, float]] = []
+    if solver == "cvxpy":
+        atoms = dictionary.atoms()
+        K = features(X, atoms.normals)
+        nonzero = np.flatnonzero(np.any(K > 0, axis=0))
+        atoms, K = atoms.take(nonzero), K[:, nonzero]
+        if progress is not None:
+            progress(0.1, f"solving with cvxpy over {K.shape[1]} columns")
+        sol = solve_cvxpy(K, Y, loss_obj, lam, fit_offset=fit_offset)
+        n_priced = int(K.shape[1])
+        name = sol.solver
+    else:
+        ws = solve_working_set(
+            DictionaryColumns(dictionary, chunk_size=chunk_size), X, Y, loss_obj, lam,
+            fit_offset=fit_offset, tol=tol, progress=progress,
+        )
+        atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
+        name = "workingset/" + ("cd" if loss_obj.name == "squared" else "cvxpy")
+    network = reconstruct(dictionary, atoms, sol)
+    gap = sol.gap
+    scanned = "all" if source == "exhaustive" else "sampled"
+    result = SolveResult(
+        network=network,
+        primal_objective=sol.primal,
+        dual_objective=sol.dual,
+        relative_gap=gap,
+        certified=bool(scanned == "all" and gap <= tol),
+        exact=p == 1,
+        scanned=scanned,
+        n_columns=n_priced,
+        solver=name,
+        solve_time=time.perf_counter() - start,
+        params=params,
+        classes=classes,
+        history=history,
+    )
+    verify(result, X, Y, loss_obj, lam, p, atoms, sol)
+    if progress is not None:
+        progress(1.0, "done")
+    return result
+
+
+def reconstruct(
+    dictionary: WedgeDictionary, atoms: Atoms, sol: ProgramSolution, zero_tol: float = 0.0
+) -> TwoLayerNetwork:
+    """Read the network off a program solution, with balanced scaling (Sec. 9.12).
+
+    Column ``j`` with coefficient row ``Z_j`` and unit-norm neuron ``(w, b)`` becomes the
+    neuron ``sqrt(||Z_j||) (w, b)`` with output weights ``Z_j / sqrt(||Z_j||)``, so that
+    ``||w_j||_p^2 = ||a_j||_2^2 = ||Z_j||`` and the network objective equals the program's.
+    """
+    d = dictionary.n_features
+    norms = group_norms(sol.Z) if sol.Z.shape[0] else np.zeros(0)
+    neurons: list[Neuron] = []
+    for j in np.flatnonzero(norms > zero_tol):
+        scale = float(np.sqrt(norms[j]))
+        h = atoms.normals[j]
+        subset = atoms.subsets[j]
+        sign = int(atoms.signs[j])
+        neurons.append(
+            Neuron(
+                weight=h[:d] * scale,
+                bias=float(h[d] * scale) if dictionary.bias else 0.0,
+                output_weight=sol.Z[j] / scale,
+                index_set=dictionary.index_set(subset, sign),
+                formula=dictionary.formula(subset, sign),
+                residual=dictionary.residual(subset, h),
+            )
+        )
+    return TwoLayerNetwork(neurons=neurons, output_bias=np.asarray(sol.t, dtype=float), n_features=d)
+
+
+def verify(
+    result: SolveResult,
+    X: FloatArray,
+    Y: FloatArray,
+    loss: Loss,
+    lam: float,
+    p: int,
+    atoms: Atoms,
+    sol: ProgramSolution,
+) -> None:
+    """Check that the network reproduces the program: outputs to 1e-9, objective to 1e-8.
+
+    Raises
+    ------
+    RuntimeError
+        If reconstruction is inconsistent (a bug, never a user error).
+    """
+    net = result.network
+    U_net = net.decision_function(X).reshape(X.shape[0], -1)
+    U_prog = features(X, atoms.normals) @ sol.Z + sol.t if len(atoms) else np.tile(sol.t, (X.shape[0], 1))
+    scale = max(1.0, float(np.max(np.abs(U_prog))))
+    if np.max(np.abs(U_net - U_prog)) > 1e-9 * scale:
+        raise RuntimeError("reconstructed network output differs from K z + t")
+    obj_net = loss.value(U_net, Y) + lam * net.regularization(p)
+    if abs(obj_net - result.primal_objective) > 1e-8 * max(1.0, abs(result.primal_objective)):
+        raise RuntimeError(
+            f"network objective {obj_net} differs from the convex objective "
+            f"{result.primal_objective}"
+        )
+
+
+def network_objective(
+    network: TwoLayerNetwork, X: Any, y: Any, *, loss: str | Loss = "squared", lam: float, p: int
+) -> float:
+    """Training objective of any two-layer network (DESIGN section 2)."""
+    loss_obj = get_loss(loss)
+    X, Y, _ = check_inputs(X, y, loss_obj)
+    U = network.decision_function(X).reshape(X.shape[0], -1)
+    return loss_obj.value(U, Y) + lam * network.regularization(p)
