@@ -122,6 +122,12 @@ def lasso_cd(
     sweeps = 0
     primal = dual = np.inf
     max_score = 0.0
+    def certify() -> tuple[float, float, float]:
+        scores = column_scores(Kc, R)
+        ms = float(scores.max()) if m else 0.0
+        pv = loss.value(R, np.zeros_like(R)) + lam * float(np.sum(group_norms(Z)))
+        return pv, dual_bound(loss, R, Yc, lam, ms), ms
+
     while sweeps < max_sweeps:
         _cd_sweeps(Kc, R, Z, col_sq, lam, all_idx, 1)
         sweeps += 1
@@ -129,10 +135,7 @@ def lasso_cd(
         if active.size:
             _cd_sweeps(Kc, R, Z, col_sq, lam, active, check_every)
             sweeps += check_every
-        scores = column_scores(Kc, R)
-        max_score = float(scores.max()) if m else 0.0
-        primal = loss.value(R, np.zeros_like(R)) + lam * float(np.sum(group_norms(Z)))
-        dual = dual_bound(loss, R, Yc, lam, max_score)
+        primal, dual, max_score = certify()
         if relative_gap(primal, dual) <= tol:
             break
     t = ymean - kmean @ Z
@@ -147,3 +150,4 @@ def lasso_cd(
         iterations=sweeps,
         solver="cd",
     )
+

@@ -1,0 +1,104 @@
+"""Solver comparison on wedge dictionaries (issue 2): time ratio at equal objective.
+
+Runs, in one process and on the same materialized dictionary, the wedgenet working-set
+path (`solve(..., solver="workingset")`, which prices the dictionary streamed), cvxpy with
+CLARABEL, and scikit-learn / celer / skglm Lasso (alpha = lam / n, since they average the
+loss). Prints one table per problem: seconds, ratio to the working-set path, and the relative
+objective difference to the CLARABEL reference.
+
+    python bench/bench_solvers.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+import wedgenet as wn
+from wedgenet.dictionary import WedgeDictionary, features
+from wedgenet.losses import get_loss
+from wedgenet.programs import solve_cvxpy
+
+warnings.filterwarnings("ignore")
+
+
+def two_spirals(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.5, 3 * np.pi, n // 2)
+    a = np.c_[t * np.cos(t), t * np.sin(t)] / 5 + 0.01 * rng.standard_normal((n // 2, 2))
+    return np.r_[a, -a], np.r_[np.ones(n // 2), -np.ones(n // 2)]
+
+
+def lasso_objective(K: np.ndarray, y: np.ndarray, z: np.ndarray, t: float, lam: float) -> float:
+    return 0.5 * float(np.sum((K @ z + t - y) ** 2)) + lam * float(np.abs(z).sum())
+
+
+def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) -> None:  # type: ignore[no-untyped-def]
+    n = K.shape[0]
+    rows = []
+    t0 = time.perf_counter()
+    ref = solve_cvxpy(K, y[:, None], get_loss("squared"), lam)
+    rows.append(("cvxpy/CLARABEL", time.perf_counter() - t0, ref.primal))
+    t0 = time.perf_counter()
+    ws = ws_call()
+    rows.insert(0, ("wedgenet workingset", time.perf_counter() - t0, ws.primal_objective))
+    from sklearn.linear_model import Lasso
+
+    for label, make in [
+        ("scikit-learn Lasso", lambda: Lasso(alpha=lam / n, tol=1e-8, max_iter=200000)),
+        ("celer Lasso", lambda: __import__("celer").Lasso(alpha=lam / n, tol=1e-8, max_iter=1000)),
+        ("skglm Lasso", lambda: __import__("skglm").Lasso(alpha=lam / n, tol=1e-8, max_iter=1000)),
+    ]:
+        try:
+            model = make()
+            t0 = time.perf_counter()
+            model.fit(K, y)
+            dt = time.perf_counter() - t0
+            rows.append((label, dt, lasso_objective(K, y, model.coef_, model.intercept_, lam)))
+        except Exception as exc:  # noqa: BLE001 - report, keep benchmarking
+            rows.append((f"{label} (failed: {type(exc).__name__})", float("nan"), float("nan")))
+    base = rows[0][1]
+    print(f"\n{name}: n={K.shape[0]}, columns={K.shape[1]}, lam={lam}")
+    print(f"{'solver':28s} {'seconds':>9s} {'time/ws':>9s} {'rel. objective - ref':>22s}")
+    for label, dt, obj in rows:
+        print(f"{label:28s} {dt:9.3f} {dt / base:9.2f} {(obj - ref.primal) / abs(ref.primal):22.2e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller problems")
+    args = ap.parse_args()
+    # Warm up numba once so compile time is not charged to the first problem.
+    wn.solve(np.random.default_rng(0).standard_normal((8, 2)), np.arange(8.0), lam=0.1)
+
+    n = 60 if args.quick else 160
+    X, y = two_spirals(n)
+    lam = 0.05
+    D = WedgeDictionary(X, p=1, bias=True)
+    K = features(X, D.atoms().normals)
+    K = K[:, np.any(K > 0, axis=0)]
+    run_problem(
+        f"two spirals (biased l1 pair dictionary, d=2)", K, y, lam,
+        lambda: wn.solve(X, y, lam=lam, p=1, bias=True, solver="workingset"),
+    )
+
+    # Gaussian dictionary: K = relu(G) with G Gaussian (a sampled bias-free dictionary).
+    rng = np.random.default_rng(1)
+    n, m = (100, 5000) if args.quick else (200, 20000)
+    Xg = rng.standard_normal((n, 8))
+    yg = np.tanh(Xg[:, 0]) + 0.1 * rng.standard_normal(n)
+    Dg = WedgeDictionary(Xg, p=2, bias=False, source="sample", n_hyperplanes=m // 2, seed=0)
+    Kg = features(Xg, Dg.atoms().normals)
+    lam_g = 0.1 * float(np.max(np.abs(Kg.T @ (yg - yg.mean()))))
+    run_problem(
+        "Gaussian d=8, sampled l2 bias-free dictionary", Kg, yg, lam_g,
+        lambda: wn.solve(Xg, yg, lam=lam_g, p=2, bias=False, source="sample",
+                         n_columns=m // 2, solver="workingset"),
+    )
+
+
+if __name__ == "__main__":
+    main()
