@@ -18,7 +18,8 @@ from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import Neuron, TwoLayerNetwork
 from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
-from wedgenet.workingset import DictionaryColumns, solve_working_set
+from wedgenet.pricing import DictionaryColumns, PricingResult, price
+from wedgenet.workingset import solve_working_set
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[float, str], None]
@@ -134,7 +135,7 @@ def solve(
     solver: Solver = "auto",
     tol: float = 1e-6,
     fit_offset: bool = True,
-    chunk_size: int = 4096,
+    chunk_size: int = 16384,
     progress: Progress | None = None,
 ) -> SolveResult:
     """Train a two-layer ReLU network by convex optimization over a wedge dictionary.
@@ -220,6 +221,7 @@ def solve(
         ws = solve_working_set(
             DictionaryColumns(dictionary, chunk_size=chunk_size), X, Y, loss_obj, lam,
             fit_offset=fit_offset, tol=tol, progress=progress,
+            partial_pricer=partial_pricer(dictionary, chunk_size),
         )
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
         name = "workingset/" + ("cd" if loss_obj.name == "squared" else "cvxpy")
@@ -245,6 +247,28 @@ def solve(
     if progress is not None:
         progress(1.0, "done")
     return result
+
+
+#: Exhaustive dictionaries with more hyperplanes than this use partial pricing: each outer
+#: iteration first scans a fresh random sample of this many hyperplanes.
+PARTIAL_PRICING_SAMPLE = 50_000
+
+
+def partial_pricer(
+    dictionary: WedgeDictionary, chunk_size: int
+) -> Callable[[FloatArray, int, float, int], PricingResult] | None:
+    """A partial pricer over random samples of an exhaustive dictionary, or ``None``."""
+    if dictionary.source != "exhaustive" or dictionary.n_subsets <= 4 * PARTIAL_PRICING_SAMPLE:
+        return None
+
+    def scan(V: FloatArray, n_top: int, threshold: float, iteration: int) -> PricingResult:
+        sample = WedgeDictionary(
+            dictionary.X, p=dictionary.p, bias=dictionary.bias, source="sample",
+            n_hyperplanes=PARTIAL_PRICING_SAMPLE, seed=dictionary.seed * 100_003 + iteration,
+        )
+        return price(DictionaryColumns(sample, chunk_size=chunk_size), V, n_top, threshold)
+
+    return scan
 
 
 def reconstruct(

@@ -15,22 +15,20 @@ It stops when the relative duality gap over the full dictionary is at most ``tol
 
 from __future__ import annotations
 
-import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.cd import lasso_cd
-from wedgenet.dictionary import Atoms, WedgeDictionary, features
+from wedgenet.dictionary import Atoms, features
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss
+from wedgenet.pricing import ColumnSource, PricingResult, price
 from wedgenet.programs import (
     ProgramSolution,
-    column_scores,
     dual_bound,
     dual_point,
     primal_value,
@@ -40,99 +38,9 @@ from wedgenet.programs import (
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[float, str], None]
-
-
-class ColumnSource(Protocol):
-    """Anything that yields the dictionary as (atoms, columns) chunks."""
-
-    def chunks(self) -> Iterable[tuple[Atoms, FloatArray]]: ...
-
-
-@dataclass
-class DictionaryColumns:
-    """Columns of a :class:`WedgeDictionary`, computed chunk by chunk on demand."""
-
-    dictionary: WedgeDictionary
-    chunk_size: int = 4096
-    start: int = 0
-    stop: int | None = None
-
-    def chunks(self) -> Iterator[tuple[Atoms, FloatArray]]:
-        for atoms in self.dictionary.iter_atoms(self.chunk_size, self.start, self.stop):
-            if len(atoms):
-                yield atoms, features(self.dictionary.X, atoms.normals)
-
-
-@dataclass
-class PricingResult:
-    """Outcome of one scan: the maximum score and the best violating atoms."""
-
-    max_score: float
-    n_columns: int
-    top_scores: FloatArray
-    top_atoms: Atoms
-
-
-def price(
-    source: ColumnSource,
-    V: FloatArray,
-    lam: float,
-    n_top: int,
-    *,
-    threshold: float | None = None,
-) -> PricingResult:
-    """Scan every column of ``source`` against the dual point ``V``.
-
-    Returns the maximum score ``max_j ||k_j^T V||`` and the ``n_top`` highest-scoring atoms
-    with score above ``threshold`` (default ``lam``).
-    """
-    thr = lam if threshold is None else threshold
-    heap: list[tuple[float, int, int]] = []  # (score, chunk id, row)
-    kept: dict[int, Atoms] = {}
-    max_score = 0.0
-    n_cols = 0
-    proto: Atoms | None = None
-    for cid, (atoms, K) in enumerate(source.chunks()):
-        if proto is None:
-            proto = atoms
-        scores = column_scores(K, V)
-        n_cols += scores.shape[0]
-        if scores.size:
-            max_score = max(max_score, float(scores.max()))
-        cand = np.flatnonzero(scores > thr)
-        if cand.size == 0:
-            continue
-        if cand.size > n_top:
-            cand = cand[np.argpartition(-scores[cand], n_top - 1)[:n_top]]
-        used = False
-        for row in cand:
-            item = (float(scores[row]), cid, int(row))
-            if len(heap) < n_top:
-                heapq.heappush(heap, item)
-                used = True
-            elif item > heap[0]:
-                heapq.heapreplace(heap, item)
-                used = True
-        if used:
-            kept[cid] = atoms
-    best = sorted(heap, reverse=True)
-    parts = [kept[cid].take([row]) for _, cid, row in best]
-    if parts:
-        top = Atoms(
-            np.concatenate([a.subsets for a in parts]),
-            np.concatenate([a.normals for a in parts]),
-            np.concatenate([a.signs for a in parts]),
-        )
-    elif proto is not None:
-        top = proto.take(np.zeros(0, dtype=np.int64))
-    else:
-        top = Atoms(np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0)), np.zeros(0, np.int64))
-    return PricingResult(
-        max_score=max_score,
-        n_columns=n_cols,
-        top_scores=np.array([s for s, _, _ in best]),
-        top_atoms=top,
-    )
+#: ``pricer(V, n_top, threshold)`` scans the whole dictionary (possibly on several workers).
+Pricer = Callable[[FloatArray, int, float], PricingResult]
+PartialPricer = Callable[[FloatArray, int, float, int], PricingResult]
 
 
 @dataclass
@@ -179,11 +87,15 @@ def solve_working_set(
     *,
     fit_offset: bool = True,
     tol: float = 1e-6,
-    initial_size: int = 64,
-    max_add: int = 512,
+    initial_size: int = 256,
+    min_add: int = 128,
+    max_add: int = 1024,
     max_outer: int = 200,
+    max_age: int = 3,
     initial_atoms: Atoms | None = None,
     progress: Progress | None = None,
+    pricer: Pricer | None = None,
+    partial_pricer: PartialPricer | None = None,
 ) -> WorkingSetResult:
     """Solve the program over every column of ``source`` by column generation.
 
@@ -201,13 +113,24 @@ def solve_working_set(
         Target relative duality gap over the whole dictionary.
     initial_size : int
         Size of the first working set (highest scores at the zero solution).
-    max_add : int
-        Most columns added per outer iteration.
+    min_add, max_add : int
+        Columns added per outer iteration: twice the support, clipped to this range.
     initial_atoms : Atoms, optional
         Seed atoms (e.g. polished neurons, or the support at a previous ``lam``).
     progress : callable, optional
         ``progress(fraction, stage)`` after each scan; may raise to abort.
+    partial_pricer : callable, optional
+        ``partial_pricer(V, n_top, threshold, iteration)`` scanning a (random) part of the
+        dictionary; tried before each full scan (partial pricing).
+    pricer : callable, optional
+        ``pricer(V, n_top, threshold) -> PricingResult`` replacing the in-process scan of
+        ``source`` (e.g. a scan split over several workers); it must cover every column.
     """
+    if pricer is None:
+
+        def pricer(V: FloatArray, n_top: int, threshold: float) -> PricingResult:
+            return price(source, V, n_top, threshold)
+
     if lam <= 0:
         raise WedgeNetError(f"lam must be > 0, got {lam}")
     n, c = Y.shape
@@ -219,7 +142,7 @@ def solve_working_set(
     V0 = -loss.grad(Zeros + t0, Y)
     if fit_offset and loss.name == "squared":
         V0 = V0 - V0.mean(axis=0)
-    scan = price(source, V0, lam, max(initial_size, 1), threshold=0.0)
+    scan = pricer(V0, max(initial_size, 1), 0.0)
     n_columns = scan.n_columns
     if n_columns == 0:
         raise WedgeNetError("the dictionary is empty (every subset was degenerate)")
@@ -234,57 +157,95 @@ def solve_working_set(
         )
         empty = scan.top_atoms.take(np.zeros(0, dtype=np.int64))
         return WorkingSetResult(empty, sol, n_columns, 0, history)
-    W = scan.top_atoms if initial_atoms is None else _union(initial_atoms, scan.top_atoms)
+    first = source.canonical(scan.top_atoms)
+    W = first if initial_atoms is None else _union(initial_atoms, first)
     keys = {_key(W, i) for i in range(len(W))}
+    age = np.zeros(len(W), dtype=np.int64)
     Z = None
     gap0 = relative_gap(p0, d0)
     inner_tol = min(tol * 0.1, 1e-8)
     start = time.perf_counter()
     sol: ProgramSolution | None = None
+    sol_atoms = W
+    last_gap = gap0
     outer = 0
+    threshold = lam * (1 + 0.5 * tol)
+    n_full = 0
     for outer in range(1, max_outer + 1):
         K_W = features(X, W.normals)
         Zw0 = None if Z is None else np.vstack([Z, np.zeros((len(W) - Z.shape[0], c))])
-        sol = solve_restricted(K_W, Y, loss, lam, fit_offset, Zw0, inner_tol)
-        Z = sol.Z
-        t, U, V = dual_point(loss, K_W, Y, Z, sol.t, fit_offset)
+        inner = solve_restricted(K_W, Y, loss, lam, fit_offset, Zw0, inner_tol)
+        Z = inner.Z
+        t, U, V = dual_point(loss, K_W, Y, Z, inner.t, fit_offset)
         if loss.name == "hinge":
-            V = sol.V
+            V = inner.V
         primal = primal_value(loss, U, Y, Z, lam)
         n_support = int(np.count_nonzero(np.any(Z != 0, axis=1)))
-        n_add = int(min(max_add, max(16, 2 * n_support)))
-        scan = price(source, V, lam, n_add, threshold=lam * (1 + 0.5 * tol))
-        dual = dual_bound(loss, V, Y, lam, max(scan.max_score, sol.max_score))
-        gap = relative_gap(primal, dual)
+        n_add = int(min(max_add, max(min_add, 2 * n_support)))
+        cand: Atoms | None = None
+        if partial_pricer is not None and n_full < max_outer:
+            # Partial pricing: look for violators in a random part of the dictionary first;
+            # the full scan (and with it the certificate) runs only when that finds none.
+            part = partial_pricer(V, n_add, threshold, outer)
+            cand = _new_atoms(source.canonical(part.top_atoms), keys)
+            if len(cand):
+                history.append({"outer": outer, "primal": primal, "dual": float("nan"),
+                                "gap": float("nan"), "size": len(W),
+                                "time": time.perf_counter() - start})
+                if progress is not None:
+                    progress(_fraction(gap0, last_gap, tol),
+                             f"column generation: partial scan {outer}, {len(W)} columns")
+                W, Z, age, keys = _grow(W, Z, age, cand, max_age)
+                continue
+        scan = pricer(V, n_add, threshold)
+        n_full += 1
+        dual = dual_bound(loss, V, Y, lam, max(scan.max_score, inner.max_score))
+        gap = last_gap = relative_gap(primal, dual)
         history.append(
             {"outer": outer, "primal": primal, "dual": dual, "gap": gap, "size": len(W),
              "time": time.perf_counter() - start}
         )
         if progress is not None:
             frac = 1.0 if gap <= tol else _fraction(gap0, gap, tol)
-            progress(frac, f"column generation: scan {outer}, gap {gap:.2e}, {len(W)} columns")
+            progress(frac, f"column generation: full scan {n_full}, gap {gap:.2e}, {len(W)} columns")
         sol = ProgramSolution(
             Z=Z, t=t, V=V, primal=primal, dual=dual, max_score=scan.max_score,
             solve_time=time.perf_counter() - start, iterations=outer, solver="workingset",
         )
+        sol_atoms = W
         if gap <= tol:
             break
-        new = [i for i in range(len(scan.top_atoms)) if _key(scan.top_atoms, i) not in keys]
-        if not new:
+        cand = _new_atoms(source.canonical(scan.top_atoms), keys)
+        if not len(cand):
             # No violator outside the working set: the inner solve needs more accuracy.
             inner_tol = max(inner_tol * 0.01, 1e-14)
             continue
-        add = scan.top_atoms.take(new)
-        keys.update(_key(add, i) for i in range(len(add)))
-        # Drop columns that have stayed at zero, keep the support and the newcomers.
-        support = np.flatnonzero(np.any(Z != 0, axis=1))
-        if len(W) > 4 * max_add and support.size < len(W):
-            keep = np.union1d(support, np.arange(max(0, len(W) - max_add), len(W)))
-            W, Z = W.take(keep), Z[keep]
-            keys = {_key(W, i) for i in range(len(W))} | {_key(add, i) for i in range(len(add))}
-        W = _union(W, add)
+        W, Z, age, keys = _grow(W, Z, age, cand, max_age)
+    if sol is None:  # pragma: no cover - only when max_outer is exhausted by partial scans
+        raise WedgeNetError("column generation stopped before any full scan; raise max_outer")
+    W = sol_atoms
     assert sol is not None
     return WorkingSetResult(W, sol, n_columns, outer, history)
+
+
+def _new_atoms(cand: Atoms, keys: set[bytes]) -> Atoms:
+    return cand.take([i for i in range(len(cand)) if _key(cand, i) not in keys])
+
+
+def _grow(
+    W: Atoms, Z: FloatArray, age: NDArray[np.int64], add: Atoms, max_age: int
+) -> tuple[Atoms, FloatArray, NDArray[np.int64], set[bytes]]:
+    """Add ``add`` to the working set; drop columns that stayed at zero ``max_age`` times.
+
+    Dropping long-zero columns keeps the restricted problems small without cycling on
+    columns dropped too early.
+    """
+    zero = ~np.any(Z != 0, axis=1)
+    age = np.where(zero, age + 1, 0)
+    keep = np.flatnonzero(age < max_age)
+    W, Z = _union(W.take(keep), add), Z[keep]
+    age = np.concatenate([age[keep], np.zeros(len(add), dtype=np.int64)])
+    return W, Z, age, {_key(W, i) for i in range(len(W))}
 
 
 def _fraction(gap0: float, gap: float, tol: float) -> float:

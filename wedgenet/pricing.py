@@ -1,0 +1,285 @@
+"""Pricing: scoring every column of a dictionary against a dual point, streamed.
+
+For a dual point ``V`` (n, c) the score of column ``k_j`` is ``||k_j^T V||_2``; columns with
+score above ``lam`` violate the dual constraints. A wedge dictionary is scanned hyperplane by
+hyperplane without ever forming its columns: a fused kernel computes, for each hyperplane
+``h = (w, b)``, ``u_i = x_i . w + b`` on the fly and accumulates
+
+    relu(u)^T V          (orientation +1)
+    relu(-u)^T V = relu(u)^T V - u^T V      (orientation -1)
+
+so one pass over the data prices both orientations, with memory ``O(chunk)``.
+
+Scans split into disjoint ranges of the subset sequence (``start``/``stop``) and the partial
+results merge exactly (:func:`merge_pricing`), which is how several workers share one scan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from wedgenet.dictionary import Atoms, WedgeDictionary, features
+from wedgenet.programs import column_scores
+
+FloatArray = NDArray[np.float64]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _scores_scalar(Xl: np.ndarray, H: np.ndarray, v: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:  # pragma: no cover - compiled
+    n, D1 = Xl.shape
+    for b in prange(H.shape[0]):
+        p = 0.0
+        tot = 0.0
+        for i in range(n):
+            u = 0.0
+            for k in range(D1):
+                u += Xl[i, k] * H[b, k]
+            t = u * v[i]
+            tot += t
+            if u > 0.0:
+                p += t
+        pos[b] = abs(p)
+        neg[b] = abs(p - tot)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _scores_group(Xl: np.ndarray, H: np.ndarray, V: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:  # pragma: no cover - compiled
+    n, D1 = Xl.shape
+    c = V.shape[1]
+    for b in prange(H.shape[0]):
+        p = np.zeros(c)
+        tot = np.zeros(c)
+        for i in range(n):
+            u = 0.0
+            for k in range(D1):
+                u += Xl[i, k] * H[b, k]
+            for q in range(c):
+                t = u * V[i, q]
+                tot[q] += t
+                if u > 0.0:
+                    p[q] += t
+        s1 = 0.0
+        s2 = 0.0
+        for q in range(c):
+            s1 += p[q] * p[q]
+            s2 += (p[q] - tot[q]) * (p[q] - tot[q])
+        pos[b] = np.sqrt(s1)
+        neg[b] = np.sqrt(s2)
+
+
+def hyperplane_scores(X: FloatArray, normals: FloatArray, V: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Scores of both orientations of each hyperplane, without forming the columns.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    normals : ndarray of shape (B, d + 1)
+        ``(w, b)`` per hyperplane (orientation +1).
+    V : ndarray of shape (n, c)
+
+    Returns
+    -------
+    pos, neg : ndarrays of shape (B,)
+        ``||relu(X w + b)^T V||`` and ``||relu(-(X w + b))^T V||``.
+    """
+    Xl = np.ascontiguousarray(np.concatenate([X, np.ones((X.shape[0], 1))], axis=1))
+    H = np.ascontiguousarray(normals, dtype=float)
+    pos = np.empty(H.shape[0])
+    neg = np.empty(H.shape[0])
+    if V.shape[1] == 1:
+        _scores_scalar(Xl, H, np.ascontiguousarray(V[:, 0]), pos, neg)
+    else:
+        _scores_group(Xl, H, np.ascontiguousarray(V), pos, neg)
+    return pos, neg
+
+
+class ColumnSource(Protocol):
+    """A dictionary that can be priced chunk by chunk and evaluated on a working set."""
+
+    def scored_chunks(self, V: FloatArray) -> Iterable[tuple[Atoms, FloatArray]]: ...
+
+    def canonical(self, atoms: Atoms) -> Atoms: ...
+
+
+@dataclass
+class DictionaryColumns:
+    """A :class:`WedgeDictionary` (or a range of it) as a streamed column source."""
+
+    dictionary: WedgeDictionary
+    chunk_size: int = 16384
+    start: int = 0
+    stop: int | None = None
+
+    def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
+        D = self.dictionary
+        given = D.source == "given"
+        given_signs = D._given_subsets()[1] if given else None
+        offset = self.start
+        for subs in D.iter_subsets(self.chunk_size, self.start, self.stop):
+            # Duplicated hyperplanes only repeat scores; they are merged when they enter
+            # the working set (see canonical), so the scan skips that check.
+            keep, normals = D.hyperplanes(subs, dedupe=False)
+            pos, neg = hyperplane_scores(D.X, normals, V)
+            sk = subs[keep]
+            if given_signs is not None:
+                signs = given_signs[offset : offset + subs.shape[0]][keep]
+                yield Atoms(sk, normals * signs[:, None], signs), np.where(signs > 0, pos, neg)
+            else:
+                m = keep.size
+                yield (
+                    Atoms(
+                        np.concatenate([sk, sk]),
+                        np.concatenate([normals, -normals]),
+                        np.concatenate([np.ones(m, dtype=np.int64), -np.ones(m, dtype=np.int64)]),
+                    ),
+                    np.concatenate([pos, neg]),
+                )
+            offset += subs.shape[0]
+
+    def canonical(self, atoms: Atoms) -> Atoms:
+        D = self.dictionary
+        if D.source == "given" or len(atoms) == 0:
+            return atoms
+        keep, _ = D.hyperplanes(atoms.subsets, dedupe=True)
+        return atoms.take(keep)
+
+
+@dataclass
+class MaterializedColumns:
+    """An explicit matrix ``K`` with its atoms (for tests and benchmarks)."""
+
+    atoms: Atoms
+    K: FloatArray
+    chunk_size: int = 16384
+
+    def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
+        for i in range(0, self.K.shape[1], self.chunk_size):
+            sl = slice(i, i + self.chunk_size)
+            yield self.atoms.take(np.arange(self.K.shape[1])[sl]), column_scores(self.K[:, sl], V)
+
+    def canonical(self, atoms: Atoms) -> Atoms:
+        return atoms
+
+
+@dataclass
+class PricingResult:
+    """Outcome of a scan: the maximum score, and the best atoms above the threshold.
+
+    Serializable by :meth:`to_dict` / :meth:`from_dict` so that partial scans done by several
+    workers can be collected and merged (:func:`merge_pricing`).
+    """
+
+    max_score: float
+    n_columns: int
+    top_scores: FloatArray
+    top_atoms: Atoms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_score": float(self.max_score),
+            "n_columns": int(self.n_columns),
+            "top_scores": self.top_scores.tolist(),
+            "subsets": self.top_atoms.subsets.tolist(),
+            "normals": self.top_atoms.normals.tolist(),
+            "signs": self.top_atoms.signs.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], subset_size: int, n_features: int) -> PricingResult:
+        return cls(
+            max_score=float(data["max_score"]),
+            n_columns=int(data["n_columns"]),
+            top_scores=np.asarray(data["top_scores"], dtype=float),
+            top_atoms=Atoms(
+                np.asarray(data["subsets"], dtype=np.int64).reshape(-1, subset_size),
+                np.asarray(data["normals"], dtype=float).reshape(-1, n_features + 1),
+                np.asarray(data["signs"], dtype=np.int64),
+            ),
+        )
+
+
+def price(source: ColumnSource, V: FloatArray, n_top: int, threshold: float) -> PricingResult:
+    """Scan every column of ``source`` against ``V``.
+
+    Returns the maximum score and the ``n_top`` highest-scoring atoms with score above
+    ``threshold``.
+    """
+    heap: list[tuple[float, int, int]] = []
+    kept: dict[int, Atoms] = {}
+    proto: Atoms | None = None
+    max_score = 0.0
+    n_cols = 0
+    for cid, (atoms, scores) in enumerate(source.scored_chunks(V)):
+        proto = atoms if proto is None else proto
+        n_cols += scores.shape[0]
+        if scores.size == 0:
+            continue
+        max_score = max(max_score, float(scores.max()))
+        cand = np.flatnonzero(scores > threshold)
+        if cand.size == 0:
+            continue
+        if cand.size > n_top:
+            cand = cand[np.argpartition(-scores[cand], n_top - 1)[:n_top]]
+        used = False
+        for row in cand:
+            item = (float(scores[row]), cid, int(row))
+            if len(heap) < n_top:
+                heapq.heappush(heap, item)
+                used = True
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+                used = True
+        if used:
+            kept[cid] = atoms
+    best = sorted(heap, reverse=True)
+    if best:
+        top = Atoms.concatenate([kept[cid].take([row]) for _, cid, row in best], 0, 0)
+    elif proto is not None:
+        top = proto.take(np.zeros(0, dtype=np.int64))
+    else:
+        top = Atoms(np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0)), np.zeros(0, np.int64))
+    return PricingResult(max_score, n_cols, np.array([s for s, _, _ in best]), top)
+
+
+def merge_pricing(parts: Sequence[PricingResult], n_top: int) -> PricingResult:
+    """Combine scans of disjoint ranges into the scan of their union."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    scores = np.concatenate([p.top_scores for p in parts])
+    atoms = Atoms.concatenate([p.top_atoms for p in parts if len(p.top_atoms)], 0, 0) if any(
+        len(p.top_atoms) for p in parts
+    ) else parts[0].top_atoms
+    order = np.argsort(-scores, kind="stable")[:n_top]
+    return PricingResult(
+        max_score=max(p.max_score for p in parts),
+        n_columns=sum(p.n_columns for p in parts),
+        top_scores=scores[order],
+        top_atoms=atoms.take(order) if len(atoms) else atoms,
+    )
+
+
+def split_ranges(n_raw: int, n_parts: int) -> list[tuple[int, int]]:
+    """Split ``range(n_raw)`` into ``n_parts`` contiguous ranges of near-equal size."""
+    n_parts = max(1, min(n_parts, max(n_raw, 1)))
+    edges = np.linspace(0, n_raw, n_parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+__all__ = [
+    "ColumnSource",
+    "DictionaryColumns",
+    "MaterializedColumns",
+    "PricingResult",
+    "features",
+    "hyperplane_scores",
+    "merge_pricing",
+    "price",
+    "split_ranges",
+]
