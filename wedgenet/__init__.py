@@ -5,12 +5,22 @@ Pipeline: data -> :class:`~wedgenet.dictionary.WedgeDictionary` -> convex progra
 (:class:`~wedgenet.network.TwoLayerNetwork`), each neuron with its index set.
 """
 
+from wedgenet.arrangement import (
+    ArrangementBound,
+    TooManyPatterns,
+    arrangement_lower_bound,
+    l2_gap_report,
+)
 from wedgenet.dictionary import Atoms, WedgeDictionary, dictionary_size
 from wedgenet.exceptions import DictionaryTooLarge, SolveAborted, WedgeNetError
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.solve import SolveResult, network_objective, solve
 
 __all__ = [
+    "ArrangementBound",
+    "TooManyPatterns",
+    "arrangement_lower_bound",
+    "l2_gap_report",
     "Atoms",
     "DictionaryTooLarge",
     "IndexSet",
