@@ -14,6 +14,7 @@ Prints, side by side in one process:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import time
@@ -71,6 +72,9 @@ def pricing_throughput(n: int, d: int, bias: bool) -> None:
 
 
 def _scan_part(args: tuple[np.ndarray, np.ndarray, int, int]) -> dict:
+    import numba
+
+    numba.set_num_threads(1)
     X, V, a, b = args
     D = WedgeDictionary(X, p=1, bias=False)
     return price(DictionaryColumns(D, start=a, stop=b), V, 50, 0.0).to_dict()
@@ -80,12 +84,12 @@ def distributed_scan(n: int, d: int) -> None:
     X, _ = gaussian_problem(n, d)
     V = np.random.default_rng(1).standard_normal((n, 1))
     D = WedgeDictionary(X, p=1, bias=False)
-    print(f"\nscan split over worker processes (NUMBA_NUM_THREADS=1 each), n={n}, d={d}")
+    print(f"\nscan split over worker processes (1 numba thread each), n={n}, d={d}")
     print(f"{'processes':>10s} {'seconds':>8s} {'speed-up':>9s}")
     base = None
     for procs in (1, 2):
         ranges = split_ranges(D.n_raw_subsets, procs)
-        with ProcessPoolExecutor(procs) as pool:
+        with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_scan_part, [(X[:40], V[:40], 0, 100)] * procs))  # warm up
             t0 = time.perf_counter()
             parts = list(pool.map(_scan_part, [(X, V, a, b) for a, b in ranges]))

@@ -13,18 +13,22 @@ from wedgenet.arrangement import (
 )
 from wedgenet.dictionary import Atoms, WedgeDictionary, dictionary_size
 from wedgenet.exceptions import DictionaryTooLarge, SolveAborted, WedgeNetError
+from wedgenet.layers import as_layers
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
+from wedgenet.polish import PolishResult, polish, polish_layer
 from wedgenet.solve import SolveResult, network_objective, solve
 
 __all__ = [
     "ArrangementBound",
     "TooManyPatterns",
     "arrangement_lower_bound",
+    "as_layers",
     "l2_gap_report",
     "Atoms",
     "DictionaryTooLarge",
     "IndexSet",
     "Neuron",
+    "PolishResult",
     "SolveAborted",
     "SolveResult",
     "TwoLayerNetwork",
@@ -32,6 +36,8 @@ __all__ = [
     "WedgeNetError",
     "dictionary_size",
     "network_objective",
+    "polish",
+    "polish_layer",
     "solve",
 ]
 

@@ -92,7 +92,9 @@ def _order_prefixes(
                 raise WedgeNetError(f"layer_names gives two layers the same position: {positions}")
         else:
             if isinstance(layer_names, str):
-                raise WedgeNetError("layer_names must be a sequence of layer prefixes, not a string")
+                raise WedgeNetError(
+                    "layer_names must be a sequence of layer prefixes, not a string"
+                )
             order = [str(k) for k in layer_names]
             if len(set(order)) != len(order):
                 raise WedgeNetError(f"layer_names lists a layer twice: {order}")
@@ -145,14 +147,17 @@ def layers_from_state_dict(
         ``W`` of shape (in, out) (the transpose of PyTorch's), ``b`` of shape (out,).
     """
     if not isinstance(state_dict, Mapping):
-        raise WedgeNetError(f"expected a mapping of parameter names to arrays, got {type(state_dict).__name__}")
+        raise WedgeNetError(
+            f"expected a mapping of parameter names to arrays, got {type(state_dict).__name__}"
+        )
     if not state_dict:
         raise WedgeNetError("the state dict is empty")
     params: dict[str, dict[str, Any]] = {}
     for key, value in state_dict.items():
         if not isinstance(key, str) or "." not in key:
             raise WedgeNetError(
-                f"unexpected key {key!r}: PyTorch state dict keys look like '0.weight' or 'fc1.bias'"
+                f"unexpected key {key!r}: PyTorch state dict keys look like '0.weight' or "
+                f"'fc1.bias'"
             )
         prefix, _, suffix = key.rpartition(".")
         if suffix not in _TORCH_SUFFIXES:
@@ -207,10 +212,11 @@ def layers_from_arrays(arrays: Mapping[str, Any], *, require_bias: bool = True) 
         raise WedgeNetError("no weight matrices (W1, W2, ...) found")
     idx = sorted(ws)
     if idx != list(range(idx[0], idx[0] + len(idx))):
-        raise WedgeNetError(f"weight matrices are not numbered consecutively: {['W%d' % i for i in idx]}")
+        names = [f"W{i}" for i in idx]
+        raise WedgeNetError(f"weight matrices are not numbered consecutively: {names}")
     stray = sorted(set(bs) - set(ws))
     if stray:
-        raise WedgeNetError(f"bias(es) {['b%d' % i for i in stray]} have no weight matrix")
+        raise WedgeNetError(f"bias(es) {[f'b{i}' for i in stray]} have no weight matrix")
     layers: list[Layer] = []
     for i in idx:
         W = _to_array(ws[i], f"W{i}")
@@ -373,7 +379,9 @@ def forward(layers: Sequence[Layer], X: FloatArray) -> tuple[list[FloatArray], F
     return hidden, A @ W + b
 
 
-def layers_to_state_dict(layers: Sequence[Layer], *, relu_modules: bool = True) -> dict[str, FloatArray]:
+def layers_to_state_dict(
+    layers: Sequence[Layer], *, relu_modules: bool = True
+) -> dict[str, FloatArray]:
     """The inverse of :func:`layers_from_state_dict` for an ``nn.Sequential(Linear, ReLU, ...)``.
 
     Keys ``"0.weight"``, ``"0.bias"``, ``"2.weight"``, ... (indices step by 2 for the ReLU

@@ -98,8 +98,10 @@ from wedgenet.programs import (
     column_scores,
     dual_bound,
     dual_point,
+    finish,
     group_norms,
     primal_value,
+    refine_on_support,
     relative_gap,
     solve_cvxpy,
 )
@@ -139,7 +141,10 @@ def _single_threaded_blas() -> Iterator[None]:
 
 
 def _n_workers(n_items: int, min_per_worker: int = 16) -> int:
-    cpus = os.cpu_count() or 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
     return int(max(1, min(cpus, 16, n_items // max(min_per_worker, 1))))
 
 
@@ -587,7 +592,13 @@ def _encode_like(loss: Loss, y: Any, classes: np.ndarray | None) -> FloatArray:
 
 # --------------------------------------------------------------------------- refit
 def _solve_given(
-    K: FloatArray, Y: FloatArray, loss: Loss, lam: float, fit_offset: bool, tol: float
+    K: FloatArray,
+    Y: FloatArray,
+    loss: Loss,
+    lam: float,
+    fit_offset: bool,
+    tol: float,
+    max_sweeps: int = 5000,
 ) -> ProgramSolution:
     """The convex program over the given columns, to relative gap ``tol``."""
     n, M = K.shape
@@ -601,9 +612,9 @@ def _solve_given(
         return ProgramSolution(Z=np.zeros((0, c)), t=t, V=-loss.grad(U, Y), primal=val,
                                dual=val, max_score=0.0, solve_time=0.0, solver="empty")
     if loss.name == "squared":
-        return lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol)
+        return _solve_squared(K, Y, lam, fit_offset, tol, max_sweeps)
     if M <= CVXPY_DIRECT_MAX_COLUMNS or loss.name == "hinge":
-        return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
+        return _solve_cvxpy_robust(K, Y, loss, lam, fit_offset, tol)
     # Column generation over the materialized union (restricted solves by cvxpy).
     start = time.perf_counter()
     t = np.zeros(c)
@@ -614,7 +625,7 @@ def _solve_given(
     work = np.argsort(-scores)[: min(M, 64)]
     sol: ProgramSolution | None = None
     for it in range(1, 101):
-        sub = solve_cvxpy(K[:, work], Y, loss, lam, fit_offset=fit_offset)
+        sub = _solve_cvxpy_robust(K[:, work], Y, loss, lam, fit_offset, tol)
         Z = np.zeros((M, c))
         Z[work] = sub.Z
         t, U, V = dual_point(loss, K, Y, Z, sub.t, fit_offset)
@@ -624,7 +635,7 @@ def _solve_given(
         dual = dual_bound(loss, V, Y, lam, max_score)
         sol = ProgramSolution(Z=Z, t=t, V=V, primal=primal, dual=dual, max_score=max_score,
                               solve_time=time.perf_counter() - start, iterations=it,
-                              solver="colgen/cvxpy")
+                              solver="colgen/" + sub.solver)
         if relative_gap(primal, dual) <= tol:
             break
         viol = np.setdiff1d(np.flatnonzero(scores > lam * (1 + 0.5 * tol)), work)
@@ -634,6 +645,115 @@ def _solve_given(
         add = viol[np.argsort(-scores[viol])][: max(32, 2 * nsup)]
         work = np.concatenate([work, add])
     assert sol is not None
+    return sol
+
+
+#: Looser CLARABEL settings, tried when the high-accuracy ones fail numerically.
+_CLARABEL_LOOSE = {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8,
+                   "tol_ktratio": 1e-6, "max_iter": 500}
+
+
+def _solve_cvxpy_robust(
+    K: FloatArray, Y: FloatArray, loss: Loss, lam: float, fit_offset: bool, tol: float
+) -> ProgramSolution:
+    """cvxpy/CLARABEL; on a numerical failure looser settings, then proximal gradient."""
+    try:
+        return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
+    except WedgeNetError:
+        pass
+    try:
+        return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset, solver_opts=_CLARABEL_LOOSE)
+    except WedgeNetError:
+        if not loss.smooth:
+            return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset, solver="SCS")
+    return _fista(K, Y, loss, lam, fit_offset, tol)
+
+
+def _fista(
+    K: FloatArray, Y: FloatArray, loss: Loss, lam: float, fit_offset: bool, tol: float,
+    max_iter: int = 20000,
+) -> ProgramSolution:
+    """Accelerated proximal gradient with restarts for smooth losses (a robust fallback).
+
+    Every 100 iterations the point is finished by :func:`wedgenet.programs.finish` (Newton
+    on the support, dual bound over all columns) and the loop stops at relative gap ``tol``.
+    """
+    start = time.perf_counter()
+    n, M = K.shape
+    c = Y.shape[1]
+    curv = {"logistic": 0.25, "softmax": 0.5}.get(loss.name, 1.0)
+    A = np.concatenate([K, np.ones((n, 1))], axis=1) if fit_offset else K
+    Lip = curv * float(np.linalg.norm(A, 2)) ** 2
+    step = 1.0 / max(Lip, 1e-300)
+    Z = np.zeros((M, c))
+    t = np.zeros(c)
+    if fit_offset:
+        t = loss.optimal_offset(np.zeros((n, c)), Y, t)
+    Zy, ty, Zo, to = Z.copy(), t.copy(), Z.copy(), t.copy()
+    theta = 1.0
+
+    def obj(Zv: FloatArray, tv: FloatArray) -> float:
+        return primal_value(loss, K @ Zv + tv, Y, Zv, lam)
+
+    f_old = obj(Z, t)
+    best: ProgramSolution | None = None
+    for it in range(1, max_iter + 1):
+        G = loss.grad(K @ Zy + ty, Y)
+        Zn = Zy - step * (K.T @ G)
+        norms = group_norms(Zn)
+        shrink = np.maximum(0.0, 1.0 - step * lam / np.where(norms > 0, norms, 1.0))
+        Zn *= shrink[:, None]
+        tn = ty - step * G.sum(axis=0) if fit_offset else ty
+        f_new = obj(Zn, tn)
+        if f_new > f_old:  # adaptive restart
+            theta = 1.0
+            Zy, ty = Z.copy(), t.copy()
+            continue
+        theta_n = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta * theta))
+        mom = (theta - 1.0) / theta_n
+        Zo, to = Z, t
+        Z, t, f_old, theta = Zn, tn, f_new, theta_n
+        Zy = Z + mom * (Z - Zo)
+        ty = t + mom * (t - to)
+        if it % 100 == 0 or it == max_iter:
+            cand = finish(loss, K, Y, Z.copy(), t.copy(), lam, fit_offset, start, "fista", it)
+            if best is None or cand.primal < best.primal:
+                best = cand
+            if cand.gap <= tol:
+                break
+    assert best is not None
+    return best
+
+
+def _solve_squared(
+    K: FloatArray, Y: FloatArray, lam: float, fit_offset: bool, tol: float, max_sweeps: int
+) -> ProgramSolution:
+    """Coordinate descent, then Newton on the support (:func:`refine_on_support`).
+
+    The union dictionary holds near-duplicate columns (a polished neuron a degree away from
+    its original), on which coordinate descent crawls; once it has found the support, a few
+    Newton steps on the support reach the optimum to rounding.
+    """
+    start = time.perf_counter()
+    loss = get_loss("squared")
+    budget = max(int(max_sweeps), 10)
+    chunk = min(budget, 1000)
+    sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol, max_sweeps=chunk)
+    used = sol.iterations
+    while sol.gap > tol:
+        Z, t = refine_on_support(loss, K, Y, sol.Z, sol.t, lam, fit_offset)
+        fin = finish(loss, K, Y, Z, t, lam, fit_offset, start, "cd+newton", used)
+        if fin.primal <= sol.primal:
+            sol = fin
+        if sol.gap <= tol or used >= budget:
+            break
+        more = lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol, Z0=sol.Z,
+                        max_sweeps=min(chunk, budget - used))
+        used += more.iterations
+        if more.primal <= sol.primal:
+            sol = more
+    sol.iterations = used
+    sol.solve_time = time.perf_counter() - start
     return sol
 
 
@@ -705,7 +825,7 @@ def _prune_and_scale(path: _Path, p: int) -> _Path | None:
         alphas = [math.exp(0.5 * (logv - math.log(r))) for r in R]
     scaled: list[Layer] = []
     cum = 1.0
-    for (W, b), a in zip(inner, alphas):
+    for (W, b), a in zip(inner, alphas, strict=True):
         cum *= a
         scaled.append((W * a, b * cum))
     beta = cum
@@ -717,11 +837,18 @@ def _prune_and_scale(path: _Path, p: int) -> _Path | None:
     return _Path(name=path.name, inner=scaled, last=last, Z=A_out, ids=inner_ids + [ids_last])
 
 
-def _assemble(paths: Sequence[_Path], t: FloatArray, n_hidden: int) -> list[Layer]:
-    """Paths side by side as one MLP (first layer concatenated, deeper ones block-diagonal)."""
+def _assemble(
+    paths: Sequence[_Path], t: FloatArray, n_hidden: int, n_features: int
+) -> list[Layer]:
+    """Paths side by side as one MLP (first layer concatenated, deeper ones block-diagonal).
+
+    Without any path the network is the constant ``t``: zero-width hidden layers.
+    """
     c = t.shape[0]
     if not paths:
-        return []
+        empty = [(np.zeros((n_features if i == 0 else 0, 0)), np.zeros(0))
+                 for i in range(n_hidden)]
+        return [*empty, (np.zeros((0, c)), t.reshape(c).copy())]
     layers: list[Layer] = []
     for li in range(n_hidden):
         blocks: list[Layer] = []
@@ -806,8 +933,12 @@ class PolishResult:
         Every candidate neuron: polished ones (with index set, formula, angle to the
         original, residual) and the original ones of the refit layer.
     selected : str
-        ``"refit"`` or, for deep nets when the refit lost on ``P``, ``"input_rebalanced"``;
-        ``"feasible_point"`` when the solver's point was no better than the input's.
+        Which candidate was returned: ``"refit"`` (the requested refit);
+        ``"feasible_point"`` (the solver's point was no better than the input network's own
+        point in the program); for deep nets with ``refit="union"`` also
+        ``"refit_polished_only"`` / ``"refit_original_only"`` (one path alone had the lower
+        ``P``) or ``"input_rebalanced"`` (the input network, rescaled, was best). The ``P``
+        of every candidate is in ``extra["candidates"]``.
     refit_gap : float
         Relative duality gap of the refit program over its columns.
     """
@@ -920,13 +1051,17 @@ def _split(
 ) -> tuple[IntArray, IntArray | None, tuple[Any, Any] | None]:
     n = X.shape[0]
     if validation is not None and validation_fraction is not None:
-        raise WedgeNetError("pass either validation=(X_val, y_val) or validation_fraction, not both")
+        raise WedgeNetError(
+            "pass either validation=(X_val, y_val) or validation_fraction, not both"
+        )
     if validation_fraction is None:
         return np.arange(n), None, validation
     try:
         frac = float(validation_fraction)
     except (TypeError, ValueError):
-        raise WedgeNetError(f"validation_fraction must be a number, got {validation_fraction!r}") from None
+        raise WedgeNetError(
+            f"validation_fraction must be a number, got {validation_fraction!r}"
+        ) from None
     if not (0.0 < frac < 1.0):
         raise WedgeNetError(
             f"validation_fraction must be in (0, 1), got {frac}: the validation split cannot "
@@ -958,6 +1093,7 @@ def polish(
     criterion: Criterion = "residual",
     fit_offset: bool = True,
     tol: float = 1e-7,
+    max_sweeps: int = 5000,
     layer_names: Sequence[str] | None = None,
 ) -> PolishResult:
     """Polish a trained ReLU network into an interpretable one (Sec. 4.1), never worse.
@@ -994,7 +1130,10 @@ def polish(
     fit_offset : bool
         Free output bias (the given output bias must be 0 when ``False``).
     tol : float
-        Target relative duality gap of the refit.
+        Target relative duality gap of the refit (reported as ``refit_gap``).
+    max_sweeps : int
+        Cap on coordinate-descent sweeps of a squared-loss refit. The result is never worse
+        than the input however early the solver stops (see the module docstring).
     layer_names : sequence of str, optional
         Layer order for a state dict whose names do not tell it.
 
@@ -1039,7 +1178,9 @@ def polish(
     net_layers = as_layers(layers, layer_names=layer_names, require_bias=bias)
     net_layers = check_layers(net_layers, n_features=d, n_outputs=c)
     if len(net_layers) < 2:
-        raise WedgeNetError("polishing needs at least two layers (a hidden layer and an output layer)")
+        raise WedgeNetError(
+            "polishing needs at least two layers (a hidden layer and an output layer)"
+        )
     if not bias:
         for i, (_, b) in enumerate(net_layers[:-1], start=1):
             if np.any(b != 0):
@@ -1084,6 +1225,7 @@ def polish(
     params = {
         "loss": loss_obj.name, "lam": lam, "p": int(p), "bias": bool(bias), "refit": refit,
         "criterion": criterion, "fit_offset": bool(fit_offset), "tol": float(tol),
+        "max_sweeps": int(max_sweeps),
         "seed": int(seed), "validation_fraction": validation_fraction,
         "n_train": int(n), "n_validation": None if Xv is None else int(Xv.shape[0]),
         "architecture": [int(net_layers[0][0].shape[0])] + [int(W.shape[1]) for W, _ in net_layers],
@@ -1092,13 +1234,11 @@ def polish(
         formula_dict = WedgeDictionary(X_all, p=p, bias=bias, source="given", index_sets=[])
     core = _polish_core(
         Xtr, Ytr, net_layers, loss_obj, lam, p, bias, refit, criterion, fit_offset, tol,
-        train_idx, formula_dict,
+        max_sweeps, train_idx, formula_dict,
     )
     result_layers: list[Layer] = core["layers"]
 
     def outputs(lys: list[Layer], Xm: FloatArray) -> FloatArray:
-        if not lys:
-            return np.tile(core["t_empty"], (Xm.shape[0], 1))
         return forward(lys, Xm)[1]
 
     metrics: dict[str, Any] = {
@@ -1148,6 +1288,7 @@ def _polish_core(
     criterion: Criterion,
     fit_offset: bool,
     tol: float,
+    max_sweeps: int,
     train_idx: IntArray,
     formula_dict: WedgeDictionary,
 ) -> dict[str, Any]:
@@ -1169,13 +1310,13 @@ def _polish_core(
     F = X
     V, cvec = layers[0]
     if refit != "original":
-        for l in range(1, n_hidden + 1):
+        for layer in range(1, n_hidden + 1):
             lp = polish_layer(F, V, cvec if bias else None, p=p, bias=bias,
                               criterion=criterion, row_ids=train_idx)
             timings["polish"] += lp.time
             okc = np.flatnonzero(lp.ok)
             layer_info.append({
-                "layer": l, "n_neurons": int(V.shape[1]), "n_polished": int(okc.size),
+                "layer": layer, "n_neurons": int(V.shape[1]), "n_polished": int(okc.size),
                 "n_through": int(lp.dim - 1), "n_fallback": int(lp.n_fallback),
                 "max_residual": float(np.max(lp.residual[okc])) if okc.size else None,
                 "time": float(lp.time),
@@ -1185,10 +1326,10 @@ def _polish_core(
                 formula = ""
                 if iset is not None:
                     sub = np.array(iset.samples, dtype=np.int64)
-                    formula = _layer_formula(formula_dict.formula(sub, iset.sign), l)
+                    formula = _layer_formula(formula_dict.formula(sub, iset.sign), layer)
                 okj = bool(lp.ok[j])
                 reports.append(NeuronReport(
-                    layer=l, kind="polished", source=j, index_set=iset, formula=formula,
+                    layer=layer, kind="polished", source=j, index_set=iset, formula=formula,
                     angle_deg=float(lp.angle_deg[j]) if okj else None,
                     weight_angle_deg=float(lp.weight_angle_deg[j]) if okj else None,
                     residual=float(lp.residual[j]) if okj else None,
@@ -1198,13 +1339,13 @@ def _polish_core(
             Pn = lp.normals[okc]  # (m_ok, in + 1), unit p-norm
             Fn = np.maximum(F @ Pn[:, :-1].T + Pn[:, -1], 0.0)
             pol_ids.append(okc)
-            if l < n_hidden:
-                # Weights of layer l + 1 on the polished features: the group Lasso that
-                # reproduces the original pre-activations of layer l + 1.
+            if layer < n_hidden:
+                # Weights of the next layer on the polished features: the group Lasso that
+                # reproduces the original pre-activations of the next layer.
                 t0 = time.perf_counter()
-                W_next, b_next = layers[l]
-                T = acts[l] @ W_next + b_next
-                sub_sol = lasso_cd(Fn, T, lam, fit_offset=bias, tol=1e-7)
+                W_next, b_next = layers[layer]
+                T = acts[layer] @ W_next + b_next
+                sub_sol = lasso_cd(Fn, T, lam, fit_offset=bias, tol=1e-7, max_sweeps=max_sweeps)
                 timings["inner_refit"] += time.perf_counter() - t0
                 pol_inner.append((np.ascontiguousarray(Pn[:, :-1].T), Pn[:, -1].copy()))
                 V = np.asarray(sub_sol.Z, dtype=float)
@@ -1229,32 +1370,26 @@ def _polish_core(
     orig_inner = [(np.asarray(W), np.asarray(b)) for W, b in layers[: n_hidden - 1]]
     orig_ids = [np.arange(W.shape[1]) for W, _ in orig_inner] + [live]
 
-    # ---- the refit over the chosen columns
-    blocks: list[tuple[str, FloatArray]] = []
-    if refit in ("union", "original"):
-        blocks.append(("original", K_orig))
-    if refit in ("union", "polished"):
-        blocks.append(("polished", F))
-    K = np.concatenate([b for _, b in blocks], axis=1)
-    t0 = time.perf_counter()
-    sol = _solve_given(K, Y, loss, lam, fit_offset, tol)
-    timings["refit"] = time.perf_counter() - t0
-    Z = _clean(np.asarray(sol.Z, dtype=float).reshape(K.shape[1], c))
-    t_sol = np.asarray(sol.t, dtype=float).reshape(c)
-    if fit_offset and loss.smooth:
-        t_sol = loss.optimal_offset(K @ Z, Y, t_sol)
-    program_after = primal_value(loss, K @ Z + t_sol, Y, Z, lam)
     program_feas = primal_value(loss, K_orig @ Z_feas + t_feas, Y, Z_feas, lam)
-    selected = "refit"
-    if refit != "polished" and program_after > program_feas:
-        # The solver stopped short of the input network's own point: keep that point.
-        Z = np.zeros_like(Z)
-        Z[: K_orig.shape[1]] = Z_feas
-        t_sol = t_feas.copy()
-        program_after = program_feas
-        selected = "feasible_point"
-    offs = np.cumsum([0] + [b.shape[1] for _, b in blocks])
-    Z_blocks = {name: Z[offs[i] : offs[i + 1]] for i, (name, _) in enumerate(blocks)}
+    columns = {"original": K_orig, "polished": F}
+
+    def solve_blocks(names: list[str]) -> tuple[dict[str, FloatArray], FloatArray, float, Any]:
+        """Refit over the named column blocks; never above the input's point if it is there."""
+        K = np.concatenate([columns[nm] for nm in names], axis=1)
+        sol = _solve_given(K, Y, loss, lam, fit_offset, tol, max_sweeps)
+        Z = _clean(np.asarray(sol.Z, dtype=float).reshape(K.shape[1], c))
+        t = np.asarray(sol.t, dtype=float).reshape(c)
+        if fit_offset and loss.smooth:
+            t = loss.optimal_offset(K @ Z, Y, t)
+        value = primal_value(loss, K @ Z + t, Y, Z, lam)
+        if "original" in names and value > program_feas:
+            # The solver stopped short of the input network's own point: take that point.
+            Z = np.zeros_like(Z)
+            Z[: K_orig.shape[1]] = Z_feas
+            t, value = t_feas.copy(), program_feas
+            sol.solver = sol.solver + "+feasible_point"
+        offs = np.cumsum([0] + [columns[nm].shape[1] for nm in names])
+        return {nm: Z[offs[i] : offs[i + 1]] for i, nm in enumerate(names)}, t, value, sol
 
     # ---- assemble (prune, rescale) and evaluate P
     def build(zb: dict[str, FloatArray], t: FloatArray) -> tuple[list[Layer], dict[str, _Path]]:
@@ -1268,21 +1403,39 @@ def _polish_core(
             pq = _prune_and_scale(q, p)
             if pq is not None:
                 kept[name] = pq
-        return _assemble(list(kept.values()), t, n_hidden), kept
+        return _assemble(list(kept.values()), t, n_hidden, d), kept
 
     def objective(lys: list[Layer], t: FloatArray) -> float:
-        if not lys:
-            return loss.value(np.zeros((n, c)) + t, Y)
         return _objective(lys, X, Y, loss, lam, p)
 
-    out_layers, out_paths = build(Z_blocks, t_sol)
+    main_names = {"union": ["original", "polished"], "original": ["original"],
+                  "polished": ["polished"]}[refit]
+    t0 = time.perf_counter()
+    Z_blocks, t_out, program_after, sol = solve_blocks(main_names)
+    timings["refit"] = time.perf_counter() - t0
+    out_layers, out_paths = build(Z_blocks, t_out)
+    after = objective(out_layers, t_out)
+    selected = "refit" if "feasible_point" not in sol.solver else "feasible_point"
     reb_layers, reb_paths = build({"original": Z_feas}, t_feas)
     rebalanced = objective(reb_layers, t_feas)
-    after = objective(out_layers, t_sol)
-    t_out = t_sol
+    candidates = {selected: after, "input_rebalanced": rebalanced}
+    if refit == "union" and n_hidden > 1:
+        # Deep nets: the refit does not see the regularization of the polished path's inner
+        # layers, so the union optimum need not be the best network. Try both paths alone.
+        for nm in ("polished", "original"):
+            t0 = time.perf_counter()
+            zb, tt, _, sol_nm = solve_blocks([nm])
+            timings["refit"] += time.perf_counter() - t0
+            lys, paths = build(zb, tt)
+            val = objective(lys, tt)
+            candidates[f"refit_{nm}_only"] = val
+            if val < after:
+                full = {name: np.zeros_like(Zp) for name, Zp in Z_blocks.items()}
+                full[nm] = zb[nm]
+                out_layers, out_paths, after, t_out, Z_blocks = lys, paths, val, tt, full
+                selected, sol = f"refit_{nm}_only", sol_nm
     if refit != "polished" and after > rebalanced:
-        # Deep nets only (or rounding): the polished inner layers cost regularization that
-        # the refit does not see. Keep the input network, rebalanced: never worse.
+        # Deep nets only (or rounding): keep the input network, rebalanced: never worse.
         out_layers, out_paths, after, t_out = reb_layers, reb_paths, rebalanced, t_feas
         selected = "input_rebalanced"
         Z_blocks = {name: (Z_feas if name == "original" else np.zeros_like(Zp))
@@ -1300,7 +1453,7 @@ def _polish_core(
             ))
     if "polished" in Z_blocks:
         g = group_norms(Z_blocks["polished"])
-        by_source = {int(s): float(v) for s, v in zip(pol_ids[-1], g)}
+        by_source = {int(s): float(v) for s, v in zip(pol_ids[-1], g, strict=True)}
         for r in reports:
             if r.kind == "polished" and r.layer == n_hidden:
                 v = by_source.get(r.source, 0.0)
@@ -1318,6 +1471,7 @@ def _polish_core(
         network = _two_layer_network(out_layers, out_paths, reports, t_out, d)
     extra = {
         "program_objective": float(program_after),
+        "candidates": candidates,
         "rebalanced_program_objective": float(program_feas),
         "polished_layers": layer_info,
         "n_layers": L,
@@ -1325,7 +1479,7 @@ def _polish_core(
     return {
         "layers": out_layers, "network": network, "before": before, "rebalanced": rebalanced,
         "after": after, "neurons": reports, "selected": selected, "gap": float(sol.gap),
-        "solver": sol.solver, "timings": timings, "extra": extra, "t_empty": t_out,
+        "solver": sol.solver, "timings": timings, "extra": extra,
     }
 
 
@@ -1337,8 +1491,6 @@ def _two_layer_network(
     d: int,
 ) -> TwoLayerNetwork:
     """The assembled two-layer result with every neuron's report attached."""
-    if not layers:
-        return TwoLayerNetwork(neurons=[], output_bias=np.asarray(t, dtype=float), n_features=d)
     (W1, b1), (W2, b2) = layers
     lookup = {(r.kind, r.source): r for r in reports if r.layer == 1}
     labels = [(name, int(s)) for name, q in paths.items() for s in q.ids[-1]]

@@ -17,11 +17,13 @@ results merge exactly (:func:`merge_pricing`), which is how several workers shar
 from __future__ import annotations
 
 import heapq
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import numba
 from numba import njit, prange
 from numpy.typing import NDArray
 
@@ -29,6 +31,12 @@ from wedgenet.dictionary import Atoms, WedgeDictionary, features
 from wedgenet.programs import column_scores
 
 FloatArray = NDArray[np.float64]
+
+# GNU OpenMP (numba's default parallel backend here) aborts any child forked after a parallel
+# region ran, which breaks subprocesses, Celery prefork pools and process pools. The
+# workqueue layer is fork-safe; NUMBA_THREADING_LAYER still overrides.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @njit(parallel=True, fastmath=True, cache=True)
