@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 FloatArray = NDArray[np.float64]
 
@@ -58,8 +59,11 @@ def _svd_cross(G: FloatArray) -> FloatArray:
     B, k, D = G.shape
     if B == 0:
         return np.zeros((0, D))
-    # Null vector of the (D-1) x D matrix of generators: last right singular vector.
-    _, s, vt = np.linalg.svd(G, full_matrices=True)
+    # Null vector of the (D-1) x D matrix of generators: last right singular vector. Many
+    # tiny LAPACK calls: multithreaded BLAS only adds overhead (and is pathological on a
+    # loaded machine), so run them on one thread.
+    with threadpool_limits(1):
+        _, s, vt = np.linalg.svd(G, full_matrices=True)
     q = vt[:, -1, :]
     # Magnitude: (D-1)-volume = product of singular values; sign: det[q, g_1, ..., g_{D-1}].
     vol = np.prod(s, axis=1)

@@ -115,6 +115,7 @@ def refine_on_support(
     lam: float,
     fit_offset: bool,
     max_iter: int = 30,
+    max_support: int = 400,
 ) -> tuple[FloatArray, FloatArray]:
     """Newton's method on the support of ``Z`` (smooth losses, rows kept nonzero).
 
@@ -125,7 +126,7 @@ def refine_on_support(
     """
     norms = group_norms(Z)
     support = np.flatnonzero(norms > 1e-7 * (norms.max() if norms.size else 0.0))
-    if support.size == 0 or support.size > 400 or not loss.smooth or loss.name == "hinge":
+    if support.size == 0 or support.size > max_support or not loss.smooth or loss.name == "hinge":
         return Z, t
     n, c = Y.shape
     f_in = primal_value(loss, K @ Z + t, Y, Z, lam)

@@ -1,0 +1,139 @@
+"""Weight sets: trained networks as a list of layers (W, b), stored for later polishing."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from sqlalchemy import select
+
+from app.api.deps import OwnerDep, SessionDep, SettingsDep
+from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page, read_arrays
+from app.api.routes.datasets import get_owned as get_owned_dataset
+from app.models import WeightSet
+from app.schemas import LayerShape, Page, WeightSetOut
+from app.storage import get_array, put_array
+from app.uploads import (
+    UploadError,
+    detect_format,
+    layers_from_arrays,
+    layers_from_json,
+    parse_arrays,
+    parse_json,
+    read_limited,
+    validate_layers,
+)
+
+router = APIRouter(prefix="/weights", tags=["weights"], responses=ERRORS)
+
+def weights_out(ws: WeightSet) -> WeightSetOut:
+    return WeightSetOut(
+        id=ws.id, name=ws.name, dataset_id=ws.dataset_id, content_hash=ws.content_hash,
+        n_layers=len(ws.shapes), layers=[LayerShape(d_in=a, d_out=b) for a, b in ws.shapes],
+        created_at=ws.created_at,
+    )
+
+
+def get_owned(session: SessionDep, owner: str, weight_set_id: str) -> WeightSet:
+    ws = session.get(WeightSet, weight_set_id)
+    if ws is None or ws.owner != owner:
+        raise not_found("weight set", weight_set_id)
+    return ws
+
+
+@router.post("", status_code=201, response_model=WeightSetOut,
+             responses={413: {"description": "upload too large"},
+                        415: {"description": "unknown format"},
+                        422: {"description": "malformed weights or wrong layer shapes"}})
+async def upload_weights(
+    session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+    file: Annotated[UploadFile | None, File(
+        description=".npz/.safetensors with W1, b1, W2, b2, ... or .json "
+        '{"layers": [{"W": ..., "b": ...}]}; W_i has shape (d_in, d_out)')] = None,
+    W: Annotated[list[UploadFile] | None, File(description="one file per layer, in order")] = None,
+    b: Annotated[list[UploadFile] | None, File(description="one bias file per layer")] = None,
+    dataset_id: Annotated[str | None, Form(max_length=64)] = None,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    format: Annotated[FormatParam | None, Form()] = None,
+) -> WeightSetOut:
+    """Upload trained weights; layer shapes must chain, and the first layer's input size must
+    equal the dataset's ``d`` when ``dataset_id`` is given."""
+    d = None
+    if dataset_id:
+        d = get_owned_dataset(session, owner, dataset_id).d
+    if file is not None:
+        if W or b:
+            raise UploadError(422, "send either 'file' or per-layer 'W'/'b' files, not both")
+        data = await read_limited(file, settings.max_upload_bytes, "file")
+        fmt = detect_format(file.filename, format, data, "file")
+        if fmt == "json":
+            layers = layers_from_json(parse_json(data, "file"), "file")
+        elif fmt in ("npz", "safetensors"):
+            layers = layers_from_arrays(parse_arrays(data, fmt, settings, "file"), "file")
+        else:
+            raise UploadError(415, f"file: a {fmt} file holds one array; use .npz, "
+                              ".safetensors or .json for a list of layers, or per-layer W/b")
+    else:
+        if not W or not b:
+            raise UploadError(422, "weights required: 'file', or per-layer files 'W' and 'b'")
+        if len(W) != len(b):
+            raise UploadError(422, f"{len(W)} W files but {len(b)} b files")
+        if len(W) > settings.max_layers:
+            raise UploadError(422, f"{len(W)} layers exceed the limit of {settings.max_layers}")
+        layers = []
+        for i, (wf, bf) in enumerate(zip(W, b, strict=True)):
+            wa = await read_arrays(wf, format, settings, f"W[{i}]")
+            ba = await read_arrays(bf, format, settings, f"b[{i}]")
+            if len(wa) != 1 or len(ba) != 1:
+                raise UploadError(422, f"layer {i + 1}: each W/b file must hold one array")
+            layers.append((next(iter(wa.values())), next(iter(ba.values()))))
+    checked = validate_layers(layers, settings, d)
+    pairs = []
+    for Wl, bl in checked:
+        pairs.append([put_array(session, Wl).sha256, put_array(session, bl).sha256])
+    content_hash = hashlib.sha256("|".join(":".join(p) for p in pairs).encode()).hexdigest()
+    ws = WeightSet(owner=owner, name=name, dataset_id=dataset_id or None,
+                   content_hash=content_hash, layer_blobs=pairs,
+                   shapes=[[int(Wl.shape[0]), int(Wl.shape[1])] for Wl, _ in checked])
+    session.add(ws)
+    session.commit()
+    return weights_out(ws)
+
+
+@router.get("", response_model=Page[WeightSetOut])
+def list_weights(
+    session: SessionDep, owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> Page[WeightSetOut]:
+    q = select(WeightSet).where(WeightSet.owner == owner)
+    total, rows = page(session, q, (WeightSet.created_at.desc(), WeightSet.id), limit, offset)
+    return Page[WeightSetOut](items=[weights_out(r) for r in rows], total=total, limit=limit,
+                              offset=offset)
+
+
+@router.get("/{weight_set_id}", response_model=WeightSetOut)
+def get_weights(weight_set_id: str, session: SessionDep, owner: OwnerDep) -> WeightSetOut:
+    return weights_out(get_owned(session, owner, weight_set_id))
+
+
+@router.get("/{weight_set_id}/download", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": ".npz with W1, b1, W2, b2, ..."}})
+def download_weights(weight_set_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    ws = get_owned(session, owner, weight_set_id)
+    arrays = {}
+    for i, (wsha, bsha) in enumerate(ws.layer_blobs, start=1):
+        arrays[f"W{i}"] = get_array(session, wsha)
+        arrays[f"b{i}"] = get_array(session, bsha)
+    return Response(npz_bytes(arrays), media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{ws.id}.npz"'})
+
+
+@router.delete("/{weight_set_id}", status_code=204, response_class=Response)
+def delete_weights(weight_set_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    ws = get_owned(session, owner, weight_set_id)
+    session.delete(ws)
+    session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,138 @@
+"""A small typed Python client for the wedgenet service (httpx)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+class WedgenetError(RuntimeError):
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class JobFailed(WedgenetError):
+    pass
+
+
+def _npy(arr: Any) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+class WedgenetClient:
+    """``WedgenetClient(base_url, api_key)``; every method returns decoded JSON."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                 headers={"X-API-Key": api_key}, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> WedgenetClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _check(self, r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail")
+            except Exception:
+                detail = r.text
+            raise WedgenetError(r.status_code, detail)
+        if r.status_code == 204 or not r.content:
+            return None
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.content
+
+    # datasets
+    def upload_dataset(self, X: Any, y: Any, name: str | None = None) -> dict[str, Any]:
+        files = {"X": ("X.npy", _npy(X)), "y": ("y.npy", _npy(y))}
+        data = {"name": name} if name else None
+        return self._check(self.http.post("/datasets", files=files, data=data))  # type: ignore[no-any-return]
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/datasets/{dataset_id}"))  # type: ignore[no-any-return]
+
+    def download_dataset(self, dataset_id: str) -> dict[str, np.ndarray]:
+        data = self._check(self.http.get(f"/datasets/{dataset_id}/download"))
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._check(self.http.delete(f"/datasets/{dataset_id}"))
+
+    def upload_weights(self, layers: list[tuple[Any, Any]], dataset_id: str | None = None,
+                       name: str | None = None) -> dict[str, Any]:
+        arrays = {}
+        for i, (W, b) in enumerate(layers, start=1):
+            arrays[f"W{i}"], arrays[f"b{i}"] = np.asarray(W), np.asarray(b)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        data = {k: v for k, v in (("dataset_id", dataset_id), ("name", name)) if v}
+        return self._check(self.http.post(  # type: ignore[no-any-return]
+            "/weights", files={"file": ("weights.npz", buf.getvalue())}, data=data))
+
+    # jobs
+    def submit(self, dataset_id: str, *, kind: str = "solve", idempotency_key: str | None = None,
+               **params: Any) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"kind": kind, "dataset_id": dataset_id, "params": params}
+        return self._check(self.http.post("/jobs", json=body, headers=headers))  # type: ignore[no-any-return]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/jobs/{job_id}"))  # type: ignore[no-any-return]
+
+    def jobs(self, **filters: Any) -> dict[str, Any]:
+        return self._check(self.http.get("/jobs", params=filters))  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._check(self.http.post(f"/jobs/{job_id}/cancel"))  # type: ignore[no-any-return]
+
+    def wait(self, job_id: str, timeout: float = 300.0,
+             on_progress: Callable[[dict[str, Any]], None] | None = None,
+             poll: float = 0.2, raise_on_failure: bool = True) -> dict[str, Any]:
+        """Poll until the job is terminal; returns the final job (raises JobFailed if it did
+        not succeed and ``raise_on_failure``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                if raise_on_failure and job["state"] != "succeeded":
+                    raise JobFailed(200, job.get("error") or job["state"])
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s")
+            time.sleep(poll)
+
+    # networks
+    def network(self, network_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/networks/{network_id}"))  # type: ignore[no-any-return]
+
+    def predict(self, network_id: str, X: Any) -> np.ndarray:
+        body = {"X": np.asarray(X, dtype=float).tolist()}
+        out = self._check(self.http.post(f"/networks/{network_id}/predict", json=body))
+        return np.asarray(out["outputs"], dtype=float)
+
+    def export(self, network_id: str, format: str = "npz") -> bytes:
+        return self._check(self.http.get(  # type: ignore[no-any-return]
+            f"/networks/{network_id}/export", params={"format": format}))
+
+    def neurons(self, sample: int, **params: Any) -> dict[str, Any]:
+        return self._check(self.http.get(  # type: ignore[no-any-return]
+            "/neurons", params={"sample": sample, **params}))

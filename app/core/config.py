@@ -1,0 +1,87 @@
+"""Service configuration (pydantic-settings, environment prefix ``WEDGENET_``)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of the API and the worker; every field is read from ``WEDGENET_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="WEDGENET_", extra="ignore")
+
+    database_url: str = "sqlite:///./var/wedgenet.db"
+    broker_url: str = "filesystem://"
+    #: folder of the filesystem broker (embedded mode); ignored for other brokers
+    broker_dir: str = "./var/broker"
+    #: comma-separated API keys; empty means "no key accepted" unless ``embedded`` is set
+    api_keys: str = ""
+    #: embedded single-machine mode: accept the dev key ``dev-key`` when no keys are configured
+    embedded: bool = False
+    migrate_on_start: bool = True
+
+    # upload limits
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_array_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_npz_members: int = Field(default=64, ge=1)
+    max_layers: int = Field(default=16, ge=1)
+    max_predict_rows: int = Field(default=100_000, ge=1)
+
+    # solve limits
+    max_dictionary_columns: int = Field(default=2_000_000, ge=1)
+
+    # job execution
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    #: a running job whose heartbeat is older than this is re-queued by the sweeper
+    stale_after: float = Field(default=30.0, gt=0)
+    #: a queued job not picked up for this long has its message re-published
+    queued_stale_after: float = Field(default=120.0, gt=0)
+    sweep_interval: float = Field(default=5.0, gt=0)
+    #: run the sweeper inside the API process as well as inside workers
+    api_sweeper: bool = True
+    max_attempts: int = Field(default=5, ge=1)
+    task_soft_time_limit: int = Field(default=3600, ge=1)
+    task_time_limit: int = Field(default=3700, ge=1)
+    worker_concurrency: int = Field(default=1, ge=1)
+
+    def api_key_list(self) -> list[str]:
+        keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
+        if not keys and self.embedded:
+            keys = [DEV_KEY]
+        return keys
+
+    def broker_transport_options(self) -> dict[str, object]:
+        if self.broker_url.startswith("filesystem"):
+            base = Path(self.broker_dir)
+            queue = base / "queue"
+            processed = base / "processed"
+            return {
+                "data_folder_in": str(queue),
+                "data_folder_out": str(queue),
+                "processed_folder": str(processed),
+                "control_folder": str(base / "control"),
+                "store_processed": False,
+                "polling_interval": 0.1,
+            }
+        if self.broker_url.startswith(("redis", "rediss")):
+            # a lost ack is redelivered after this long; the sweeper usually acts first
+            return {"visibility_timeout": max(self.task_time_limit * 2, 3600)}
+        return {}
+
+
+DEV_KEY = "dev-key"
+
+
+def owner_of(api_key: str) -> str:
+    """The owner id stored in the database for an API key (keys themselves are never stored)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

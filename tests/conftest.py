@@ -1,0 +1,90 @@
+"""Shared fixtures for the service tests (app, worker, integration)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+KEY_A = "test-key-a"
+KEY_B = "test-key-b"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def npy(arr: object) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def small_problem(n: int = 12, d: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.sin(2 * X[:, 0]) + 0.5 * X[:, -1]
+    return X, y
+
+
+@pytest.fixture
+def service_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """In-process settings: a fresh SQLite file, a filesystem broker folder, two API keys."""
+    from app.core.config import get_settings
+
+    env = {
+        "WEDGENET_DATABASE_URL": f"sqlite:///{tmp_path / 'wedgenet.db'}",
+        "WEDGENET_BROKER_URL": "filesystem://",
+        "WEDGENET_BROKER_DIR": str(tmp_path / "broker"),
+        "WEDGENET_API_KEYS": f"{KEY_A},{KEY_B}",
+        "WEDGENET_API_SWEEPER": "false",
+        "WEDGENET_MAX_UPLOAD_BYTES": str(256 * 1024),
+        "WEDGENET_MAX_ARRAY_BYTES": str(1024 * 1024),
+        "WEDGENET_MAX_DICTIONARY_COLUMNS": "100000",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(service_env: dict[str, str]) -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as c:
+        c.headers["X-API-Key"] = KEY_A
+        yield c
+
+
+@pytest.fixture
+def upload(client):  # type: ignore[no-untyped-def]
+    """Upload (X, y) as .npy files with key A and return the dataset JSON."""
+
+    def _upload(X: np.ndarray, y: np.ndarray, key: str = KEY_A) -> dict:  # type: ignore[type-arg]
+        r = client.post("/datasets", files={"X": ("X.npy", npy(X)), "y": ("y.npy", npy(y))},
+                        headers={"X-API-Key": key})
+        assert r.status_code in (200, 201), r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    return _upload
+
+
+def run_pending_jobs() -> list[str]:
+    """Run every queued job in-process (what a worker would do)."""
+    from sqlalchemy import select
+
+    from app.db import session_scope
+    from app.models import Job
+    from worker.tasks import run_job_now
+
+    with session_scope() as s:
+        ids = s.scalars(select(Job.id).where(Job.state == "queued")).all()
+    return [run_job_now(i) for i in ids]
+
+
+os.environ.setdefault("WEDGENET_TEST", "1")
