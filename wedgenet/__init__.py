@@ -16,7 +16,15 @@ from wedgenet.exceptions import DictionaryTooLarge, SolveAborted, WedgeNetError
 from wedgenet.layers import as_layers
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.polish import PolishResult, polish, polish_layer
-from wedgenet.solve import SolveResult, network_objective, solve
+from wedgenet.solve import (
+    SolveResult,
+    dictionary_for,
+    network_objective,
+    price_range,
+    seed_index_sets,
+    solve,
+    solve_path,
+)
 
 __all__ = [
     "ArrangementBound",
@@ -39,6 +47,10 @@ __all__ = [
     "polish",
     "polish_layer",
     "solve",
+    "solve_path",
+    "seed_index_sets",
+    "price_range",
+    "dictionary_for",
 ]
 
 __version__ = "0.1.0"

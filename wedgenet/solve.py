@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from wedgenet.dictionary import Atoms, WedgeDictionary, features
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
-from wedgenet.network import Neuron, TwoLayerNetwork
+from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
 from wedgenet.pricing import DictionaryColumns, PricingResult, price
 from wedgenet.workingset import solve_working_set
@@ -137,6 +137,8 @@ def solve(
     fit_offset: bool = True,
     chunk_size: int = 16384,
     progress: Progress | None = None,
+    initial: Sequence[IndexSet] | TwoLayerNetwork | None = None,
+    pricer: Callable[[FloatArray, int, float], PricingResult] | None = None,
 ) -> SolveResult:
     """Train a two-layer ReLU network by convex optimization over a wedge dictionary.
 
@@ -176,6 +178,14 @@ def solve(
         Free output bias.
     progress : callable, optional
         ``progress(fraction, stage)``; may raise to abort.
+    initial : sequence of IndexSet or TwoLayerNetwork, optional
+        Seed the working set: the neurons of a previous solution (e.g. at another ``lam``,
+        see :func:`solve_path`) or the index sets of polished neurons
+        (:func:`seed_index_sets`). Only a warm start: the result does not depend on it.
+    pricer : callable, optional
+        ``pricer(V, n_top, threshold) -> PricingResult`` replacing the in-process full scan,
+        e.g. a scan split over several workers (:func:`price_range` prices one part). It
+        must cover every column of the dictionary for the result to be certified.
 
     Returns
     -------
@@ -221,7 +231,8 @@ def solve(
         ws = solve_working_set(
             DictionaryColumns(dictionary, chunk_size=chunk_size), X, Y, loss_obj, lam,
             fit_offset=fit_offset, tol=tol, progress=progress,
-            partial_pricer=partial_pricer(dictionary, chunk_size),
+            partial_pricer=partial_pricer(dictionary, chunk_size), pricer=pricer,
+            initial_atoms=_initial_atoms(dictionary, initial),
         )
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
         name = "workingset/" + ("cd" if loss_obj.name == "squared" else "cvxpy")
@@ -247,6 +258,99 @@ def solve(
     if progress is not None:
         progress(1.0, "done")
     return result
+
+
+def _initial_atoms(
+    dictionary: WedgeDictionary, initial: Sequence[IndexSet] | TwoLayerNetwork | None
+) -> Atoms | None:
+    if initial is None:
+        return None
+    if isinstance(initial, TwoLayerNetwork):
+        sets = [nr.index_set for nr in initial.neurons if nr.index_set is not None]
+    else:
+        sets = list(initial)
+    k = dictionary.subset_size_
+    sets = [s for s in sets if len(s.samples) + len(s.directions) == k
+            and all(0 <= i < dictionary.n_samples for i in s.samples)
+            and all(0 <= j < dictionary.n_directions_ for j in s.directions)]
+    if not sets:
+        return None
+    given = WedgeDictionary(
+        dictionary.X, p=dictionary.p, bias=dictionary.bias, source="given", index_sets=sets
+    )
+    return given.atoms()
+
+
+def solve_path(X: Any, y: Any, lams: Sequence[float], **kwargs: Any) -> list[SolveResult]:
+    """Solve for several ``lam`` (largest first), each warm-started from the previous one.
+
+    Returns the results in the order of ``lams``. Keyword arguments go to :func:`solve`.
+    """
+    order = sorted(range(len(lams)), key=lambda i: -float(lams[i]))
+    results: dict[int, SolveResult] = {}
+    previous: TwoLayerNetwork | None = None
+    for i in order:
+        res = solve(X, y, lam=float(lams[i]), initial=previous, **kwargs)
+        results[i] = previous_result = res
+        previous = previous_result.network
+    return [results[i] for i in range(len(lams))]
+
+
+def dictionary_for(X: Any, params: dict[str, Any]) -> WedgeDictionary:
+    """The dictionary :func:`solve` builds for ``params`` (``p``, ``bias``, ``source``,
+    ``n_columns``, ``seed``): the same raw subset sequence in every process."""
+    return WedgeDictionary(
+        np.asarray(X, dtype=float), p=int(params.get("p", 1)), bias=bool(params.get("bias", True)),
+        source=params.get("source", "exhaustive"), n_hyperplanes=params.get("n_columns"),
+        seed=int(params.get("seed", 0)),
+    )
+
+
+def price_range(
+    X: Any,
+    V: FloatArray,
+    params: dict[str, Any],
+    start: int,
+    stop: int,
+    n_top: int,
+    threshold: float,
+    chunk_size: int = 16384,
+) -> PricingResult:
+    """Price the subsets ``start:stop`` of the dictionary of ``params`` against ``V``.
+
+    One part of a full scan split over several workers; parts merge exactly
+    (:func:`wedgenet.pricing.merge_pricing`). Split with
+    ``split_ranges(dictionary_for(X, params).n_raw_subsets, n_parts)``.
+    """
+    D = dictionary_for(X, params)
+    return price(DictionaryColumns(D, chunk_size=chunk_size, start=start, stop=stop),
+                 np.asarray(V, dtype=float).reshape(D.n_samples, -1), n_top, threshold)
+
+
+def seed_index_sets(
+    X: Any, y: Any, *, loss: str = "squared", p: int = 1, bias: bool = True, lam: float,
+    width: int | None = None, seed: int = 0,
+) -> list[IndexSet]:
+    """Index sets of the polished neurons of a quickly trained network (a warm start).
+
+    Trains a network briefly with the non-convex trainer, polishes its first layer
+    (Sec. 4.1) and returns the index sets of the polished neurons in both orientations.
+    """
+    from wedgenet.nonconvex import train_nonconvex
+    from wedgenet.polish import polish_layer
+
+    X = np.asarray(X, dtype=float)
+    width = width or min(4 * X.shape[1] + 8, 64)
+    trained = train_nonconvex(X, y, loss=loss, p=p, bias=bias, lam=lam, width=width,
+                              restarts=1, seed=seed, max_iter=200)
+    net = trained.network
+    polished = polish_layer(X, net.W, net.b if bias else None, p=p, bias=bias)
+    sets: set[IndexSet] = set()
+    for ok, rows in zip(polished.ok, polished.row_ids, strict=True):
+        if ok:
+            samples = tuple(sorted(int(i) for i in rows))
+            sets |= {IndexSet(samples, (), 1), IndexSet(samples, (), -1)}
+    return sorted(sets, key=lambda s: (s.samples, s.sign))
 
 
 #: Exhaustive dictionaries with more hyperplanes than this use partial pricing: each outer

@@ -79,3 +79,50 @@ def test_working_set_is_seeded_by_a_previous_solution():
     cold = solve_working_set(DictionaryColumns(D), X, Y, loss, 0.15)
     assert warm.solution.primal == pytest.approx(cold.solution.primal, rel=1e-6)
     assert warm.solution.gap <= 1e-6
+
+
+def test_solve_path_matches_independent_solves():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30, 2))
+    y = np.maximum(X[:, 0], 0) - X[:, 1]
+    lams = [0.05, 0.5, 0.2]
+    path = wn.solve_path(X, y, lams)
+    for lam, res in zip(lams, path, strict=True):
+        ref = wn.solve(X, y, lam=lam, solver="cvxpy")
+        assert res.params["lam"] == lam and res.certified
+        assert res.primal_objective == pytest.approx(ref.primal_objective, rel=1e-6)
+
+
+def test_seeding_from_polished_neurons():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40, 2))
+    y = np.maximum(X @ np.array([1.0, -0.5]) + 0.2, 0) + 0.05 * rng.standard_normal(40)
+    sets = wn.seed_index_sets(X, y, lam=0.1, seed=0)
+    assert sets and all(len(s.samples) == 2 for s in sets)
+    seeded = wn.solve(X, y, lam=0.1, initial=sets)
+    plain = wn.solve(X, y, lam=0.1)
+    assert seeded.certified
+    assert seeded.primal_objective == pytest.approx(plain.primal_objective, rel=1e-6)
+
+
+def test_distributed_pricer_gives_the_same_certified_result():
+    from wedgenet.pricing import merge_pricing, split_ranges
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((40, 2))
+    y = np.sin(2 * X[:, 0])
+    params = {"p": 1, "bias": True, "source": "exhaustive", "seed": 0}
+    n_raw = wn.dictionary_for(X, params).n_raw_subsets
+    calls = []
+
+    def pricer(V, n_top, threshold):
+        parts = [wn.price_range(X, V, params, a, b, n_top, threshold)
+                 for a, b in split_ranges(n_raw, 3)]
+        calls.append(len(parts))
+        return merge_pricing(parts, n_top)
+
+    split = wn.solve(X, y, lam=0.1, pricer=pricer)
+    local = wn.solve(X, y, lam=0.1)
+    assert calls and split.certified
+    assert split.primal_objective == pytest.approx(local.primal_objective, rel=1e-9)
+    assert split.n_columns == local.n_columns
