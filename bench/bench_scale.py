@@ -23,8 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 import wedgenet as wn
-from wedgenet.dictionary import WedgeDictionary, features
-from wedgenet.pricing import DictionaryColumns, hyperplane_scores, merge_pricing, price, split_ranges
+from wedgenet.dictionary import WedgeDictionary
+from wedgenet.pricing import (
+    DictionaryColumns,
+    hyperplane_scores,
+    merge_pricing,
+    price,
+    split_ranges,
+)
 
 
 def gaussian_problem(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -103,23 +109,31 @@ def distributed_scan(n: int, d: int) -> None:
 
 def certified_solves(n: int) -> None:
     print("\ncertified solves (tol 1e-6)")
-    print(f"{'problem':36s} {'columns':>10s} {'seconds':>8s} {'gap':>9s} {'certified':>9s} "
-          f"{'neurons':>7s} {'peak RSS MB':>11s}")
-    for label, d, bias, lam in [("Gaussian d=3, bias-free l1", 3, False, 1.0),
-                                ("Gaussian d=2, biased l1", 2, True, 1.0)]:
+    print(
+        f"{'problem':36s} {'columns':>10s} {'seconds':>8s} {'gap':>9s} {'certified':>9s} "
+        f"{'neurons':>7s} {'peak RSS MB':>11s}"
+    )
+    for label, d, bias, lam in [
+        ("Gaussian d=3, bias-free l1", 3, False, 1.0),
+        ("Gaussian d=2, biased l1", 2, True, 1.0),
+    ]:
         X, y = gaussian_problem(n, d)
         t0 = time.perf_counter()
         r = wn.solve(X, y, p=1, bias=bias, lam=lam, tol=1e-6)
         dt = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{label:36s} {r.n_columns:10,d} {dt:8.2f} {r.relative_gap:9.1e} "
-              f"{str(r.certified):>9s} {len(r.network.neurons):7d} {rss:11.0f}")
+        print(
+            f"{label:36s} {r.n_columns:10,d} {dt:8.2f} {r.relative_gap:9.1e} "
+            f"{str(r.certified):>9s} {len(r.network.neurons):7d} {rss:11.0f}"
+        )
 
 
 def against_cvxpy(sizes: list[int]) -> None:
     print("\nworking set vs cvxpy/CLARABEL on the materialized biased l1 dictionary (d=2)")
-    print(f"{'n':>5s} {'columns':>8s} {'cvxpy s':>8s} {'workingset s':>12s} {'ratio':>7s} "
-          f"{'rel. obj diff':>13s}")
+    print(
+        f"{'n':>5s} {'columns':>8s} {'cvxpy s':>8s} {'workingset s':>12s} {'ratio':>7s} "
+        f"{'rel. obj diff':>13s}"
+    )
     for n in sizes:
         X, y = gaussian_problem(n, 2)
         t0 = time.perf_counter()
@@ -129,7 +143,9 @@ def against_cvxpy(sizes: list[int]) -> None:
         ws = wn.solve(X, y, p=1, bias=True, lam=0.5, solver="workingset")
         t_ws = time.perf_counter() - t0
         diff = (ws.primal_objective - ref.primal_objective) / ref.primal_objective
-        print(f"{n:5d} {ref.n_columns:8d} {t_ref:8.2f} {t_ws:12.2f} {t_ref / t_ws:7.1f} {diff:13.1e}")
+        print(
+            f"{n:5d} {ref.n_columns:8d} {t_ref:8.2f} {t_ws:12.2f} {t_ref / t_ws:7.1f} {diff:13.1e}"
+        )
 
 
 def main() -> None:

@@ -122,6 +122,7 @@ def lasso_cd(
     sweeps = 0
     primal = dual = np.inf
     max_score = 0.0
+
     def certify() -> tuple[float, float, float]:
         scores = column_scores(Kc, R)
         ms = float(scores.max()) if m else 0.0
@@ -150,4 +151,3 @@ def lasso_cd(
         iterations=sweeps,
         solver="cd",
     )
-

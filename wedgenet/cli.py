@@ -71,7 +71,9 @@ def _is_number(text: str) -> bool:
 def _add_problem_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("data", help="CSV with header, .npz with X and y, or .npy table")
     ap.add_argument("--target", help="target column (name or index; default: last)")
-    ap.add_argument("--loss", default="squared", choices=["squared", "logistic", "hinge", "softmax"])
+    ap.add_argument(
+        "--loss", default="squared", choices=["squared", "logistic", "hinge", "softmax"]
+    )
     ap.add_argument("--reg", default="l1", choices=["l1", "l2"], help="norm of first-layer weights")
     bias = ap.add_mutually_exclusive_group()
     bias.add_argument("--bias", dest="bias", action="store_true", default=True)
@@ -85,7 +87,9 @@ def _add_problem_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
 
 
-def _run_solve(args: argparse.Namespace, quiet: bool = False) -> tuple[SolveResult, np.ndarray, np.ndarray]:
+def _run_solve(
+    args: argparse.Namespace, quiet: bool = False
+) -> tuple[SolveResult, np.ndarray, np.ndarray]:
     X, y = load_table(args.data, args.target)
 
     def progress(frac: float, stage: str) -> None:
@@ -93,9 +97,19 @@ def _run_solve(args: argparse.Namespace, quiet: bool = False) -> tuple[SolveResu
             print(f"[{frac:5.1%}] {stage}", file=sys.stderr)
 
     result = solve(
-        X, y, loss=args.loss, p=1 if args.reg == "l1" else 2, bias=args.bias, lam=args.lam,
-        source=args.source, n_columns=args.n_columns, max_columns=args.max_columns,
-        solver=args.solver, tol=args.tol, seed=args.seed, progress=progress,
+        X,
+        y,
+        loss=args.loss,
+        p=1 if args.reg == "l1" else 2,
+        bias=args.bias,
+        lam=args.lam,
+        source=args.source,
+        n_columns=args.n_columns,
+        max_columns=args.max_columns,
+        solver=args.solver,
+        tol=args.tol,
+        seed=args.seed,
+        progress=progress,
     )
     return result, X, y
 
@@ -108,26 +122,38 @@ def print_summary(result: SolveResult, out: Any = None) -> None:
     kind = "exact (p = 1)" if result.exact else "approximate (p = 2, upper bound)"
     cert = "certified" if result.certified else "not certified"
     print(f"certificate      {cert}; dictionary {kind}; scanned {result.scanned}", file=out)
-    print(f"columns          {result.n_columns}   solver {result.solver}   "
-          f"time {result.solve_time:.3f}s", file=out)
+    print(
+        f"columns          {result.n_columns}   solver {result.solver}   "
+        f"time {result.solve_time:.3f}s",
+        file=out,
+    )
     print(f"neurons          {len(result.network.neurons)}", file=out)
     for j, nr in enumerate(result.network.neurons):
         s = nr.index_set
-        idx = "" if s is None else f"samples={list(s.samples)} dirs={list(s.directions)} sign={s.sign:+d}"
+        idx = (
+            ""
+            if s is None
+            else f"samples={list(s.samples)} dirs={list(s.directions)} sign={s.sign:+d}"
+        )
         a = np.atleast_1d(nr.output_weight)
-        print(f"  [{j}] a={np.array2string(a, precision=4)} {idx}  {nr.formula}  "
-              f"(residual {nr.residual:.1e})", file=out)
+        print(
+            f"  [{j}] a={np.array2string(a, precision=4)} {idx}  {nr.formula}  "
+            f"(residual {nr.residual:.1e})",
+            file=out,
+        )
 
 
 def cmd_solve(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="wedgenet solve", description="Convex training of a two-layer ReLU network.")
+    ap = argparse.ArgumentParser(
+        prog="wedgenet solve", description="Convex training of a two-layer ReLU network."
+    )
     _add_problem_args(ap)
     ap.add_argument("--json", action="store_true", help="print the whole result as one JSON object")
     ap.add_argument("--output", "-o", help="write the network to this .npz (W1, b1, W2, b2)")
     args = ap.parse_args(argv)
     result, _, _ = _run_solve(args, quiet=args.json)
     if args.output:
-        np.savez(args.output, **result.network.to_arrays())
+        np.savez(args.output, **result.network.to_arrays())  # type: ignore[arg-type]
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
@@ -137,7 +163,9 @@ def cmd_solve(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="wedgenet plot", description="Prediction regions and breaklines (2-D inputs).")
+    ap = argparse.ArgumentParser(
+        prog="wedgenet plot", description="Prediction regions and breaklines (2-D inputs)."
+    )
     _add_problem_args(ap)
     ap.add_argument("--output", "-o", default="wedgenet.png")
     args = ap.parse_args(argv)

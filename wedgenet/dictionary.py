@@ -273,7 +273,10 @@ class WedgeDictionary:
     def size(self) -> int:
         """Columns of the exhaustive dictionary (both orientations, before skipping)."""
         return dictionary_size(
-            self.n_samples, self.n_features if self.p == 1 else self.rank_, self.p, self.bias,
+            self.n_samples,
+            self.n_features if self.p == 1 else self.rank_,
+            self.p,
+            self.bias,
             rank=self.rank_,
         )
 
@@ -305,9 +308,8 @@ class WedgeDictionary:
         """
         k = self.subset_size_
         if self.source == "exhaustive":
-            it = itertools.combinations(range(self.pool_size), k)
             # Skip the all-directions subsets lazily; ranks count raw combinations.
-            it = itertools.islice(it, start, stop)
+            it = itertools.islice(itertools.combinations(range(self.pool_size), k), start, stop)
             while True:
                 flat = np.fromiter(
                     itertools.chain.from_iterable(itertools.islice(it, chunk_size)),
@@ -357,8 +359,10 @@ class WedgeDictionary:
                 if need <= 0:
                     break
                 draw = np.sort(rng.integers(0, P, size=(2 * need + 16, k)), axis=1)
-                ok = np.all(np.diff(draw, axis=1) > 0, axis=1) if k > 1 else np.ones(
-                    draw.shape[0], dtype=bool
+                ok = (
+                    np.all(np.diff(draw, axis=1) > 0, axis=1)
+                    if k > 1
+                    else np.ones(draw.shape[0], dtype=bool)
                 )
                 draw = self._valid_combo(draw[ok])
                 for row in draw:

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.network import TwoLayerNetwork
-from wedgenet.solve import SolveResult, Solver, solve
+from wedgenet.solve import Solver, SolveResult, solve
 
 FloatArray = NDArray[np.float64]
 
@@ -72,7 +72,17 @@ class _WedgeNetBase:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {
             k: getattr(self, k)
-            for k in ("lam", "p", "bias", "source", "n_columns", "max_columns", "solver", "tol", "seed")
+            for k in (
+                "lam",
+                "p",
+                "bias",
+                "source",
+                "n_columns",
+                "max_columns",
+                "solver",
+                "tol",
+                "seed",
+            )
         }
 
     def set_params(self, **params: Any) -> _WedgeNetBase:
@@ -84,9 +94,18 @@ class _WedgeNetBase:
 
     def _fit(self, X: Any, y: Any, loss: str) -> None:
         result = solve(
-            X, y, loss=loss, p=self.p, bias=self.bias, lam=self.lam, source=self.source,
-            n_columns=self.n_columns, seed=self.seed, max_columns=self.max_columns,
-            solver=self.solver, tol=self.tol,
+            X,
+            y,
+            loss=loss,
+            p=self.p,
+            bias=self.bias,
+            lam=self.lam,
+            source=self.source,
+            n_columns=self.n_columns,
+            seed=self.seed,
+            max_columns=self.max_columns,
+            solver=self.solver,
+            tol=self.tol,
         )
         self.result_: SolveResult = result
         self.network_: TwoLayerNetwork = result.network
@@ -97,9 +116,7 @@ class _WedgeNetBase:
             raise WedgeNetError(f"this {type(self).__name__} is not fitted yet; call fit(X, y)")
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise WedgeNetError(
-                f"X must have shape (n, {self.n_features_in_}), got {X.shape}"
-            )
+            raise WedgeNetError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
         return X
 
     @property
@@ -161,7 +178,9 @@ class WedgeNetClassifier(_WedgeNetBase):
 
     def fit(self, X: Any, y: Any) -> WedgeNetClassifier:
         if self.loss not in ("logistic", "hinge", "softmax"):
-            raise WedgeNetError(f"classifier loss must be logistic, hinge or softmax, got {self.loss!r}")
+            raise WedgeNetError(
+                f"classifier loss must be logistic, hinge or softmax, got {self.loss!r}"
+            )
         self._fit(X, y, self.loss)
         assert self.result_.classes is not None
         self.classes_ = self.result_.classes

@@ -35,8 +35,15 @@ def plot_network(result: SolveResult, X: NDArray[np.float64], y: Any, path: str)
     if result.params.get("loss") in ("logistic", "hinge"):
         ax.contour(gx, gy, out.reshape(gx.shape), levels=[0.0], colors="k", linewidths=1.5)
     ys = np.asarray(y)
-    ax.scatter(X[:, 0], X[:, 1], c=ys if ys.dtype.kind in "biuf" else None, cmap="RdBu_r",
-               edgecolors="k", s=28, zorder=3)
+    ax.scatter(
+        X[:, 0],
+        X[:, 1],
+        c=ys if ys.dtype.kind in "biuf" else None,
+        cmap="RdBu_r",
+        edgecolors="k",
+        s=28,
+        zorder=3,
+    )
     used: set[int] = set()
     for nr in net.neurons:
         w, b = nr.weight, nr.bias
@@ -50,8 +57,16 @@ def plot_network(result: SolveResult, X: NDArray[np.float64], y: Any, path: str)
             used.update(nr.index_set.samples)
     if used:
         idx = sorted(used)
-        ax.scatter(X[idx, 0], X[idx, 1], s=110, facecolors="none", edgecolors="gold",
-                   linewidths=2, zorder=4, label="index-set samples")
+        ax.scatter(
+            X[idx, 0],
+            X[idx, 1],
+            s=110,
+            facecolors="none",
+            edgecolors="gold",
+            linewidths=2,
+            zorder=4,
+            label="index-set samples",
+        )
         ax.legend(loc="upper right")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])

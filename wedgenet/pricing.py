@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
@@ -36,11 +36,13 @@ FloatArray = NDArray[np.float64]
 # region ran, which breaks subprocesses, Celery prefork pools and process pools. The
 # workqueue layer is fork-safe; NUMBA_THREADING_LAYER still overrides.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _scores_scalar(Xl: np.ndarray, H: np.ndarray, v: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:  # pragma: no cover - compiled
+def _scores_scalar(
+    Xl: np.ndarray, H: np.ndarray, v: np.ndarray, pos: np.ndarray, neg: np.ndarray
+) -> None:  # pragma: no cover - compiled
     n, D1 = Xl.shape
     for b in prange(H.shape[0]):
         p = 0.0
@@ -58,7 +60,9 @@ def _scores_scalar(Xl: np.ndarray, H: np.ndarray, v: np.ndarray, pos: np.ndarray
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _scores_group(Xl: np.ndarray, H: np.ndarray, V: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:  # pragma: no cover - compiled
+def _scores_group(
+    Xl: np.ndarray, H: np.ndarray, V: np.ndarray, pos: np.ndarray, neg: np.ndarray
+) -> None:  # pragma: no cover - compiled
     n, D1 = Xl.shape
     c = V.shape[1]
     for b in prange(H.shape[0]):
@@ -82,7 +86,9 @@ def _scores_group(Xl: np.ndarray, H: np.ndarray, V: np.ndarray, pos: np.ndarray,
         neg[b] = np.sqrt(s2)
 
 
-def hyperplane_scores(X: FloatArray, normals: FloatArray, V: FloatArray) -> tuple[FloatArray, FloatArray]:
+def hyperplane_scores(
+    X: FloatArray, normals: FloatArray, V: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """Scores of both orientations of each hyperplane, without forming the columns.
 
     Parameters
@@ -261,9 +267,11 @@ def merge_pricing(parts: Sequence[PricingResult], n_top: int) -> PricingResult:
     if not parts:
         raise ValueError("nothing to merge")
     scores = np.concatenate([p.top_scores for p in parts])
-    atoms = Atoms.concatenate([p.top_atoms for p in parts if len(p.top_atoms)], 0, 0) if any(
-        len(p.top_atoms) for p in parts
-    ) else parts[0].top_atoms
+    atoms = (
+        Atoms.concatenate([p.top_atoms for p in parts if len(p.top_atoms)], 0, 0)
+        if any(len(p.top_atoms) for p in parts)
+        else parts[0].top_atoms
+    )
     order = np.argsort(-scores, kind="stable")[:n_top]
     return PricingResult(
         max_score=max(p.max_score for p in parts),

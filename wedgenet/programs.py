@@ -47,7 +47,7 @@ def column_scores(K: FloatArray, V: FloatArray) -> FloatArray:
 
 
 def dual_bound(loss: Loss, V: FloatArray, Y: FloatArray, lam: float, max_score: float) -> float:
-    """Lower bound ``-L*(-sV)`` with ``s`` making ``sV`` feasible (``max_score`` over all columns)."""
+    """Lower bound ``-L*(-sV)``, ``s`` making ``sV`` feasible (``max_score``: over all columns)."""
     s_max = 1.0 if max_score <= lam else lam / max_score
     s = loss.best_scale(V, Y, s_max)
     return loss.dual_value(s * V, Y)
@@ -144,7 +144,11 @@ def refine_on_support(
         Zs, tt = unpack(x)
         return loss.value(A[:, :s] @ Zs + tt, Y) + lam * float(np.sum(np.linalg.norm(Zs, axis=1)))
 
-    x = np.concatenate([Z[support], t[None, :]], axis=0).ravel() if fit_offset else Z[support].ravel()
+    x = (
+        np.concatenate([Z[support], t[None, :]], axis=0).ravel()
+        if fit_offset
+        else Z[support].ravel()
+    )
     f = objective(x)
     for _ in range(max_iter):
         Zs, tt = unpack(x)

@@ -17,8 +17,8 @@ from wedgenet.dictionary import Atoms, WedgeDictionary, features
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
-from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
 from wedgenet.pricing import DictionaryColumns, PricingResult, price
+from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
 from wedgenet.workingset import solve_working_set
 
 FloatArray = NDArray[np.float64]
@@ -208,13 +208,26 @@ def solve(
     if progress is not None:
         progress(0.0, "building dictionary")
     dictionary = WedgeDictionary(
-        X, p=p, bias=bias, source=source, n_hyperplanes=n_columns, seed=seed,
+        X,
+        p=p,
+        bias=bias,
+        source=source,
+        n_hyperplanes=n_columns,
+        seed=seed,
         max_columns=max_columns,
     )
     params = {
-        "loss": loss_obj.name, "p": int(p), "bias": bool(bias), "lam": lam, "source": source,
-        "n_columns": n_columns, "seed": int(seed), "max_columns": max_columns,
-        "solver": solver, "tol": float(tol), "fit_offset": bool(fit_offset),
+        "loss": loss_obj.name,
+        "p": int(p),
+        "bias": bool(bias),
+        "lam": lam,
+        "source": source,
+        "n_columns": n_columns,
+        "seed": int(seed),
+        "max_columns": max_columns,
+        "solver": solver,
+        "tol": float(tol),
+        "fit_offset": bool(fit_offset),
     }
     history: list[dict[str, float]] = []
     if solver == "cvxpy":
@@ -229,9 +242,16 @@ def solve(
         name = sol.solver
     else:
         ws = solve_working_set(
-            DictionaryColumns(dictionary, chunk_size=chunk_size), X, Y, loss_obj, lam,
-            fit_offset=fit_offset, tol=tol, progress=progress,
-            partial_pricer=partial_pricer(dictionary, chunk_size), pricer=pricer,
+            DictionaryColumns(dictionary, chunk_size=chunk_size),
+            X,
+            Y,
+            loss_obj,
+            lam,
+            fit_offset=fit_offset,
+            tol=tol,
+            progress=progress,
+            partial_pricer=partial_pricer(dictionary, chunk_size),
+            pricer=pricer,
             initial_atoms=_initial_atoms(dictionary, initial),
         )
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
@@ -270,9 +290,13 @@ def _initial_atoms(
     else:
         sets = list(initial)
     k = dictionary.subset_size_
-    sets = [s for s in sets if len(s.samples) + len(s.directions) == k
-            and all(0 <= i < dictionary.n_samples for i in s.samples)
-            and all(0 <= j < dictionary.n_directions_ for j in s.directions)]
+    sets = [
+        s
+        for s in sets
+        if len(s.samples) + len(s.directions) == k
+        and all(0 <= i < dictionary.n_samples for i in s.samples)
+        and all(0 <= j < dictionary.n_directions_ for j in s.directions)
+    ]
     if not sets:
         return None
     given = WedgeDictionary(
@@ -300,8 +324,11 @@ def dictionary_for(X: Any, params: dict[str, Any]) -> WedgeDictionary:
     """The dictionary :func:`solve` builds for ``params`` (``p``, ``bias``, ``source``,
     ``n_columns``, ``seed``): the same raw subset sequence in every process."""
     return WedgeDictionary(
-        np.asarray(X, dtype=float), p=int(params.get("p", 1)), bias=bool(params.get("bias", True)),
-        source=params.get("source", "exhaustive"), n_hyperplanes=params.get("n_columns"),
+        np.asarray(X, dtype=float),
+        p=int(params.get("p", 1)),
+        bias=bool(params.get("bias", True)),
+        source=params.get("source", "exhaustive"),
+        n_hyperplanes=params.get("n_columns"),
         seed=int(params.get("seed", 0)),
     )
 
@@ -323,13 +350,24 @@ def price_range(
     ``split_ranges(dictionary_for(X, params).n_raw_subsets, n_parts)``.
     """
     D = dictionary_for(X, params)
-    return price(DictionaryColumns(D, chunk_size=chunk_size, start=start, stop=stop),
-                 np.asarray(V, dtype=float).reshape(D.n_samples, -1), n_top, threshold)
+    return price(
+        DictionaryColumns(D, chunk_size=chunk_size, start=start, stop=stop),
+        np.asarray(V, dtype=float).reshape(D.n_samples, -1),
+        n_top,
+        threshold,
+    )
 
 
 def seed_index_sets(
-    X: Any, y: Any, *, loss: str = "squared", p: int = 1, bias: bool = True, lam: float,
-    width: int | None = None, seed: int = 0,
+    X: Any,
+    y: Any,
+    *,
+    loss: Literal["squared", "logistic", "softmax"] = "squared",
+    p: int = 1,
+    bias: bool = True,
+    lam: float,
+    width: int | None = None,
+    seed: int = 0,
 ) -> list[IndexSet]:
     """Index sets of the polished neurons of a quickly trained network (a warm start).
 
@@ -341,8 +379,9 @@ def seed_index_sets(
 
     X = np.asarray(X, dtype=float)
     width = width or min(4 * X.shape[1] + 8, 64)
-    trained = train_nonconvex(X, y, loss=loss, p=p, bias=bias, lam=lam, width=width,
-                              restarts=1, seed=seed, max_iter=200)
+    trained = train_nonconvex(
+        X, y, loss=loss, p=p, bias=bias, lam=lam, width=width, restarts=1, seed=seed, max_iter=200
+    )
     net = trained.network
     polished = polish_layer(X, net.W, net.b if bias else None, p=p, bias=bias)
     sets: set[IndexSet] = set()
@@ -367,8 +406,12 @@ def partial_pricer(
 
     def scan(V: FloatArray, n_top: int, threshold: float, iteration: int) -> PricingResult:
         sample = WedgeDictionary(
-            dictionary.X, p=dictionary.p, bias=dictionary.bias, source="sample",
-            n_hyperplanes=PARTIAL_PRICING_SAMPLE, seed=dictionary.seed * 100_003 + iteration,
+            dictionary.X,
+            p=dictionary.p,
+            bias=dictionary.bias,
+            source="sample",
+            n_hyperplanes=PARTIAL_PRICING_SAMPLE,
+            seed=dictionary.seed * 100_003 + iteration,
         )
         return price(DictionaryColumns(sample, chunk_size=chunk_size), V, n_top, threshold)
 
@@ -402,7 +445,9 @@ def reconstruct(
                 residual=dictionary.residual(subset, h),
             )
         )
-    return TwoLayerNetwork(neurons=neurons, output_bias=np.asarray(sol.t, dtype=float), n_features=d)
+    return TwoLayerNetwork(
+        neurons=neurons, output_bias=np.asarray(sol.t, dtype=float), n_features=d
+    )
 
 
 def verify(
@@ -424,7 +469,11 @@ def verify(
     """
     net = result.network
     U_net = net.decision_function(X).reshape(X.shape[0], -1)
-    U_prog = features(X, atoms.normals) @ sol.Z + sol.t if len(atoms) else np.tile(sol.t, (X.shape[0], 1))
+    U_prog = (
+        features(X, atoms.normals) @ sol.Z + sol.t
+        if len(atoms)
+        else np.tile(sol.t, (X.shape[0], 1))
+    )
     scale = max(1.0, float(np.max(np.abs(U_prog))))
     if np.max(np.abs(U_net - U_prog)) > 1e-9 * scale:
         raise RuntimeError("reconstructed network output differs from K z + t")

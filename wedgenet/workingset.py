@@ -151,12 +151,18 @@ def solve_working_set(
     d0 = dual_bound(loss, V0, Y, lam, scan.max_score)
     if scan.max_score <= lam * (1 + 1e-12):
         # Zero network is optimal.
-        sol = ProgramSolution(
-            Z=np.zeros((0, c)), t=t0, V=V0, primal=p0, dual=d0, max_score=scan.max_score,
-            solve_time=0.0, solver="workingset",
+        zero_sol = ProgramSolution(
+            Z=np.zeros((0, c)),
+            t=t0,
+            V=V0,
+            primal=p0,
+            dual=d0,
+            max_score=scan.max_score,
+            solve_time=0.0,
+            solver="workingset",
         )
         empty = scan.top_atoms.take(np.zeros(0, dtype=np.int64))
-        return WorkingSetResult(empty, sol, n_columns, 0, history)
+        return WorkingSetResult(empty, zero_sol, n_columns, 0, history)
     first = source.canonical(scan.top_atoms)
     W = first if initial_atoms is None else _union(initial_atoms, first)
     keys = {_key(W, i) for i in range(len(W))}
@@ -189,12 +195,21 @@ def solve_working_set(
             part = partial_pricer(V, n_add, threshold, outer)
             cand = _new_atoms(source.canonical(part.top_atoms), keys)
             if len(cand):
-                history.append({"outer": outer, "primal": primal, "dual": float("nan"),
-                                "gap": float("nan"), "size": len(W),
-                                "time": time.perf_counter() - start})
+                history.append(
+                    {
+                        "outer": outer,
+                        "primal": primal,
+                        "dual": float("nan"),
+                        "gap": float("nan"),
+                        "size": len(W),
+                        "time": time.perf_counter() - start,
+                    }
+                )
                 if progress is not None:
-                    progress(_fraction(gap0, last_gap, tol),
-                             f"column generation: partial scan {outer}, {len(W)} columns")
+                    progress(
+                        _fraction(gap0, last_gap, tol),
+                        f"column generation: partial scan {outer}, {len(W)} columns",
+                    )
                 W, Z, age, keys = _grow(W, Z, age, cand, max_age)
                 continue
         scan = pricer(V, n_add, threshold)
@@ -202,15 +217,30 @@ def solve_working_set(
         dual = dual_bound(loss, V, Y, lam, max(scan.max_score, inner.max_score))
         gap = last_gap = relative_gap(primal, dual)
         history.append(
-            {"outer": outer, "primal": primal, "dual": dual, "gap": gap, "size": len(W),
-             "time": time.perf_counter() - start}
+            {
+                "outer": outer,
+                "primal": primal,
+                "dual": dual,
+                "gap": gap,
+                "size": len(W),
+                "time": time.perf_counter() - start,
+            }
         )
         if progress is not None:
             frac = 1.0 if gap <= tol else _fraction(gap0, gap, tol)
-            progress(frac, f"column generation: full scan {n_full}, gap {gap:.2e}, {len(W)} columns")
+            progress(
+                frac, f"column generation: full scan {n_full}, gap {gap:.2e}, {len(W)} columns"
+            )
         sol = ProgramSolution(
-            Z=Z, t=t, V=V, primal=primal, dual=dual, max_score=scan.max_score,
-            solve_time=time.perf_counter() - start, iterations=outer, solver="workingset",
+            Z=Z,
+            t=t,
+            V=V,
+            primal=primal,
+            dual=dual,
+            max_score=scan.max_score,
+            solve_time=time.perf_counter() - start,
+            iterations=outer,
+            solver="workingset",
         )
         sol_atoms = W
         if gap <= tol:

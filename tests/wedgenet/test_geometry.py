@@ -86,7 +86,9 @@ def test_distances_match_least_squares_projection():
         E = (P[b, :-1] - base).T
         for i in range(6):
             coef = np.linalg.lstsq(E, x[i] - base, rcond=None)[0]
-            assert abs(dist[i, b]) == pytest.approx(np.linalg.norm(x[i] - base - E @ coef), rel=1e-9)
+            assert abs(dist[i, b]) == pytest.approx(
+                np.linalg.norm(x[i] - base - E @ coef), rel=1e-9
+            )
     G = rng.standard_normal((5, d - 1, d))
     ds = distance_to_span(x, G)
     for b in range(5):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import wedgenet as wn
-
 from wedgenet.dictionary import WedgeDictionary, features
 from wedgenet.pricing import (
     DictionaryColumns,
@@ -116,8 +115,9 @@ def test_distributed_pricer_gives_the_same_certified_result():
     calls = []
 
     def pricer(V, n_top, threshold):
-        parts = [wn.price_range(X, V, params, a, b, n_top, threshold)
-                 for a, b in split_ranges(n_raw, 3)]
+        parts = [
+            wn.price_range(X, V, params, a, b, n_top, threshold) for a, b in split_ranges(n_raw, 3)
+        ]
         calls.append(len(parts))
         return merge_pricing(parts, n_top)
 

@@ -19,8 +19,14 @@ def data(n=14, d=2, seed=0):
 
 
 CASES = [
-    ("squared", 1, True), ("squared", 1, False), ("squared", 2, True), ("squared", 2, False),
-    ("logistic", 1, True), ("logistic", 2, False), ("hinge", 1, True), ("softmax", 1, True),
+    ("squared", 1, True),
+    ("squared", 1, False),
+    ("squared", 2, True),
+    ("squared", 2, False),
+    ("logistic", 1, True),
+    ("logistic", 2, False),
+    ("hinge", 1, True),
+    ("softmax", 1, True),
 ]
 
 
@@ -152,7 +158,12 @@ def test_cli_solve_json_npz_and_plot(tmp_path, capsys):
     csv = tmp_path / "d.csv"
     np.savetxt(csv, np.column_stack([X, y]), delimiter=",", header="a,b,target", comments="")
     out = tmp_path / "net.npz"
-    assert cli_main(["solve", str(csv), "--target", "target", "--lam", "0.05", "--json", "-o", str(out)]) == 0
+    assert (
+        cli_main(
+            ["solve", str(csv), "--target", "target", "--lam", "0.05", "--json", "-o", str(out)]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["certified"] is True and result["network"]["n_neurons"] >= 1
     neuron = result["network"]["neurons"][0]
@@ -160,7 +171,9 @@ def test_cli_solve_json_npz_and_plot(tmp_path, capsys):
     arrays = np.load(out)
     W1, b1, W2, b2 = arrays["W1"], arrays["b1"], arrays["W2"], arrays["b2"]
     pred = np.maximum(X @ W1 + b1, 0) @ W2 + b2
-    np.testing.assert_allclose(pred[:, 0], wn.solve(X, y, lam=0.05).network.decision_function(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        pred[:, 0], wn.solve(X, y, lam=0.05).network.decision_function(X), rtol=1e-6, atol=1e-6
+    )
     assert cli_main(["solve", str(csv), "--lam", "0.05"]) == 0
     assert "certified" in capsys.readouterr().out
     png = tmp_path / "p.png"
