@@ -82,6 +82,7 @@ from wedgenet.exceptions import WedgeNetError
 from wedgenet.geometry import cross
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import Neuron, TwoLayerNetwork
+from wedgenet.validation import check_inputs, check_X
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -300,7 +301,7 @@ def activation_patterns(
         Unique patterns, the all-zero pattern included when it is a region (always with bias:
         ``u = (0, -1)``). Samples with ``x_i = 0`` (bias-free) are 0 in every pattern.
     """
-    X = _check_X(X)
+    X = check_X(X)
     Xl = lifted(X, bias)
     r = int(_reduce(Xl).shape[1])
     nz = int(np.sum(np.linalg.norm(Xl, axis=1) > 0))
@@ -318,7 +319,7 @@ def sampled_patterns(
     X: Any, *, bias: bool = True, n_samples: int = 2000, seed: int = 0
 ) -> BoolArray:
     """Activation patterns ``1[Xl u >= 0]`` of ``n_samples`` Gaussian ``u`` (unique rows)."""
-    X = _check_X(X)
+    X = check_X(X)
     Xl = lifted(X, bias)
     rng = np.random.default_rng(seed)
     U = rng.standard_normal((int(n_samples), Xl.shape[1]))
@@ -424,31 +425,8 @@ class L2GapReport:
 
 
 # --------------------------------------------------------------------------- the program
-def _check_X(X: Any) -> FloatArray:
-    try:
-        X = np.asarray(X, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise WedgeNetError(f"X must be a numeric 2-D array: {exc}") from None
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise WedgeNetError(f"X must be a non-empty 2-D array (n, d), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise WedgeNetError("X contains NaN or infinite values")
-    return X
-
-
 def _check_inputs(X: Any, y: Any, loss: Loss) -> tuple[FloatArray, FloatArray]:
-    X = _check_X(X)
-    y_arr = np.asarray(y)
-    if y_arr.ndim == 0 or y_arr.shape[0] != X.shape[0]:
-        raise WedgeNetError(
-            f"X and y have different numbers of samples: {X.shape[0]} and "
-            f"{y_arr.shape[0] if y_arr.ndim else 'a scalar'}"
-        )
-    if y_arr.dtype.kind in "fc" and not np.all(np.isfinite(y_arr)):
-        raise WedgeNetError("y contains NaN or infinite values")
-    if not loss.classification and y_arr.dtype.kind not in "biuf":
-        raise WedgeNetError(f"y must be numeric for the {loss.name} loss, got dtype {y_arr.dtype}")
-    Y, _ = loss.encode(y_arr)
+    X, Y, _ = check_inputs(X, y, loss)
     if Y.shape[1] != 1:
         raise WedgeNetError(
             f"arrangement bounds support scalar output only, got y with {Y.shape[1]} columns"

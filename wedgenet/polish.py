@@ -105,7 +105,7 @@ from wedgenet.programs import (
     relative_gap,
     solve_cvxpy,
 )
-from wedgenet.solve import check_inputs
+from wedgenet.validation import check_inputs, check_X, check_y
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -1159,18 +1159,8 @@ def polish(
     if not (0 < tol < 1):
         raise WedgeNetError(f"tol must be in (0, 1), got {tol}")
     loss_obj = get_loss(loss)
-    try:
-        X_all = np.asarray(X, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise WedgeNetError(f"X must be a numeric 2-D array: {exc}") from None
-    if X_all.ndim != 2:
-        raise WedgeNetError(f"X must be 2-dimensional (n, d), got shape {X_all.shape}")
-    y_all = np.asarray(y)
-    if y_all.ndim == 0 or y_all.shape[0] != X_all.shape[0]:
-        raise WedgeNetError(
-            f"X and y have different numbers of samples: {X_all.shape[0]} and "
-            f"{y_all.shape[0] if y_all.ndim else 'a scalar'}"
-        )
+    X_all = check_X(X)
+    y_all = check_y(y, X_all.shape[0], loss_obj)
     train_idx, val_idx, validation = _split(X_all, y_all, validation, validation_fraction, seed)
     Xtr, Ytr, classes = check_inputs(X_all[train_idx], y_all[train_idx], loss_obj)
     n, d = Xtr.shape
@@ -1202,22 +1192,8 @@ def polish(
             Xv_raw, yv_raw = validation
         except (TypeError, ValueError):
             raise WedgeNetError("validation must be a pair (X_val, y_val)") from None
-        try:
-            Xv = np.asarray(Xv_raw, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise WedgeNetError(f"X_val must be a numeric 2-D array: {exc}") from None
-        if Xv.ndim != 2 or Xv.shape[1] != d or Xv.shape[0] < 1:
-            raise WedgeNetError(f"X_val must have shape (n_val, {d}), got {Xv.shape}")
-        if not np.all(np.isfinite(Xv)):
-            raise WedgeNetError("X_val contains NaN or infinite values")
-        yv_arr = np.asarray(yv_raw)
-        if yv_arr.ndim == 0 or yv_arr.shape[0] != Xv.shape[0]:
-            raise WedgeNetError(
-                f"X_val and y_val have different numbers of samples: {Xv.shape[0]} and "
-                f"{yv_arr.shape[0] if yv_arr.ndim else 'a scalar'}"
-            )
-        if yv_arr.dtype.kind in "fc" and not np.all(np.isfinite(yv_arr)):
-            raise WedgeNetError("y_val contains NaN or infinite values")
+        Xv = check_X(Xv_raw, "X_val", n_features=d)
+        yv_arr = check_y(yv_raw, Xv.shape[0], loss_obj, names=("X_val", "y_val"))
         Yv = _encode_like(loss_obj, yv_arr, classes)
         if Yv.shape[1] != c:
             raise WedgeNetError(f"y_val has {Yv.shape[1]} outputs, y has {c}")

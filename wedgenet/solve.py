@@ -19,6 +19,7 @@ from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.pricing import DictionaryColumns, PricingResult, price
 from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
+from wedgenet.validation import check_inputs
 from wedgenet.workingset import solve_working_set
 
 FloatArray = NDArray[np.float64]
@@ -93,31 +94,6 @@ class SolveResult:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
-
-
-def check_inputs(X: Any, y: Any, loss: Loss) -> tuple[FloatArray, FloatArray, np.ndarray | None]:
-    """Validate ``X`` and ``y`` and encode the targets for ``loss``."""
-    try:
-        X = np.asarray(X, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise WedgeNetError(f"X must be a numeric 2-D array: {exc}") from None
-    if X.ndim != 2:
-        raise WedgeNetError(f"X must be 2-dimensional (n, d), got shape {X.shape}")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise WedgeNetError(f"X must have at least one sample and one feature, got {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise WedgeNetError("X contains NaN or infinite values")
-    y_arr = np.asarray(y)
-    if y_arr.shape[0] != X.shape[0]:
-        raise WedgeNetError(
-            f"X and y have different numbers of samples: {X.shape[0]} and {y_arr.shape[0]}"
-        )
-    if y_arr.dtype.kind in "fc" and not np.all(np.isfinite(y_arr)):
-        raise WedgeNetError("y contains NaN or infinite values")
-    if not loss.classification and y_arr.dtype.kind not in "biuf":
-        raise WedgeNetError(f"y must be numeric for the {loss.name} loss, got dtype {y_arr.dtype}")
-    Y, classes = loss.encode(y_arr)
-    return X, Y, classes
 
 
 def solve(
