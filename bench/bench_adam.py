@@ -75,11 +75,15 @@ def main() -> None:
     t_convex = time.perf_counter() - t0
     opt = res.primal_objective
     m = len(res.network.neurons)
-    print(f"n={n}, d=2, lam={lam}: certified optimum {opt:.6f} (gap {res.relative_gap:.1e}, "
-          f"{res.n_columns:,} columns) with {m} neurons in {t_convex:.2f} s")
+    print(
+        f"n={n}, d=2, lam={lam}: certified optimum {opt:.6f} (gap {res.relative_gap:.1e}, "
+        f"{res.n_columns:,} columns) with {m} neurons in {t_convex:.2f} s"
+    )
     print(f"\nAdam, full batch, {steps} steps, 5 seeds per (width, lr)")
-    print(f"{'width':>6s} {'lr':>7s} {'best P/opt':>11s} {'median P/opt':>13s} {'worst P/opt':>12s} "
-          f"{'time/convex':>12s}")
+    print(
+        f"{'width':>6s} {'lr':>7s} {'best P/opt':>11s} {'median P/opt':>13s} {'worst P/opt':>12s} "
+        f"{'time/convex':>12s}"
+    )
     for width in (m, 4 * m):
         for lr in (1e-3, 3e-3, 1e-2, 3e-2):
             vals, times = [], []
@@ -88,8 +92,10 @@ def main() -> None:
                 vals.append(v / opt)
                 times.append(t)
             vals_arr = np.array(vals)
-            print(f"{width:6d} {lr:7.0e} {vals_arr.min():11.4f} {np.median(vals_arr):13.4f} "
-                  f"{vals_arr.max():12.4f} {np.mean(times) / t_convex:12.1f}")
+            print(
+                f"{width:6d} {lr:7.0e} {vals_arr.min():11.4f} {np.median(vals_arr):13.4f} "
+                f"{vals_arr.max():12.4f} {np.mean(times) / t_convex:12.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) ->
     from sklearn.linear_model import Lasso
 
     for label, make in [
-        ("scikit-learn Lasso", lambda: Lasso(alpha=lam / n, tol=1e-8, max_iter=200000)),
+        ("scikit-learn Lasso", lambda: Lasso(alpha=lam / n, tol=1e-8, max_iter=2000)),
         ("celer Lasso", lambda: __import__("celer").Lasso(alpha=lam / n, tol=1e-8, max_iter=1000)),
         ("skglm Lasso", lambda: __import__("skglm").Lasso(alpha=lam / n, tol=1e-8, max_iter=1000)),
     ]:
@@ -64,24 +64,30 @@ def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) ->
     print(f"\n{name}: n={K.shape[0]}, columns={K.shape[1]}, lam={lam}")
     print(f"{'solver':28s} {'seconds':>9s} {'time/ws':>9s} {'rel. objective - ref':>22s}")
     for label, dt, obj in rows:
-        print(f"{label:28s} {dt:9.3f} {dt / base:9.2f} {(obj - ref.primal) / abs(ref.primal):22.2e}")
+        print(
+            f"{label:28s} {dt:9.3f} {dt / base:9.2f} {(obj - ref.primal) / abs(ref.primal):22.2e}"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller problems")
+    ap.add_argument("--spiral-n", type=int, default=100, help="two-spirals size (issue: 160)")
     args = ap.parse_args()
     # Warm up numba once so compile time is not charged to the first problem.
     wn.solve(np.random.default_rng(0).standard_normal((8, 2)), np.arange(8.0), lam=0.1)
 
-    n = 60 if args.quick else 160
+    n = 60 if args.quick else args.spiral_n
     X, y = two_spirals(n)
     lam = 0.05
     D = WedgeDictionary(X, p=1, bias=True)
     K = features(X, D.atoms().normals)
     K = K[:, np.any(K > 0, axis=0)]
     run_problem(
-        f"two spirals (biased l1 pair dictionary, d=2)", K, y, lam,
+        "two spirals (biased l1 pair dictionary, d=2)",
+        K,
+        y,
+        lam,
         lambda: wn.solve(X, y, lam=lam, p=1, bias=True, solver="workingset"),
     )
 
@@ -94,9 +100,20 @@ def main() -> None:
     Kg = features(Xg, Dg.atoms().normals)
     lam_g = 0.1 * float(np.max(np.abs(Kg.T @ (yg - yg.mean()))))
     run_problem(
-        "Gaussian d=8, sampled l2 bias-free dictionary", Kg, yg, lam_g,
-        lambda: wn.solve(Xg, yg, lam=lam_g, p=2, bias=False, source="sample",
-                         n_columns=m // 2, solver="workingset"),
+        "Gaussian d=8, sampled l2 bias-free dictionary",
+        Kg,
+        yg,
+        lam_g,
+        lambda: wn.solve(
+            Xg,
+            yg,
+            lam=lam_g,
+            p=2,
+            bias=False,
+            source="sample",
+            n_columns=m // 2,
+            solver="workingset",
+        ),
     )
 
 
