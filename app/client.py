@@ -86,12 +86,38 @@ class WedgenetClient:
         return self._check(self.http.post(  # type: ignore[no-any-return]
             "/weights", files={"file": ("weights.npz", buf.getvalue())}, data=data))
 
+    def upload_state_dict(self, state_dict: dict[str, Any], dataset_id: str | None = None,
+                          name: str | None = None,
+                          layer_names: list[str] | None = None) -> dict[str, Any]:
+        """Upload a PyTorch-style ``state_dict`` (``0.weight`` of shape (out, in), ``0.bias``,
+        ...; tensors or arrays) as ``.safetensors``."""
+        from safetensors.numpy import save
+
+        arrays = {}
+        for key, value in state_dict.items():
+            if hasattr(value, "detach"):
+                value = value.detach().cpu().numpy()
+            arrays[str(key)] = np.ascontiguousarray(value)
+        data = {k: v for k, v in (("dataset_id", dataset_id), ("name", name)) if v}
+        if layer_names:
+            data["layer_names"] = ",".join(layer_names)
+        return self._check(self.http.post(  # type: ignore[no-any-return]
+            "/weights", files={"file": ("weights.safetensors", save(arrays))}, data=data))
+
     # jobs
-    def submit(self, dataset_id: str, *, kind: str = "solve", idempotency_key: str | None = None,
-               **params: Any) -> dict[str, Any]:
+    def submit(self, dataset_id: str, *, kind: str = "solve", weights_id: str | None = None,
+               idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
+        """Queue a job: ``kind="solve"`` (params of ``wedgenet.solve`` plus ``scan_parts``,
+        ``warm_start``, ``l2_bound``) or ``kind="polish"`` with ``weights_id``."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"kind": kind, "dataset_id": dataset_id, "params": params}
+        body: dict[str, Any] = {"kind": kind, "dataset_id": dataset_id, "params": params}
+        if weights_id is not None:
+            body["weights_id"] = weights_id
         return self._check(self.http.post("/jobs", json=body, headers=headers))  # type: ignore[no-any-return]
+
+    def polish(self, dataset_id: str, weights_id: str, **params: Any) -> dict[str, Any]:
+        """Queue a polish of an uploaded weight set (params of ``wedgenet.polish``)."""
+        return self.submit(dataset_id, kind="polish", weights_id=weights_id, **params)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/jobs/{job_id}"))  # type: ignore[no-any-return]

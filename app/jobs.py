@@ -11,11 +11,11 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from app.core.config import Settings, get_settings
 from app.db import session_scope
-from app.models import Job, utcnow
+from app.models import Job, PricingPart, PricingRound, utcnow
 
 log = logging.getLogger("wedgenet.jobs")
 
@@ -92,7 +92,22 @@ def sweep(settings: Settings | None = None) -> list[str]:
         log.info("sweeper re-publishing job %s", job_id)
         if not publish(job_id):
             mark_unpublished(job_id, settings)
+    sweep_pricing_rounds(settings)
     return to_publish
+
+
+def sweep_pricing_rounds(settings: Settings) -> int:
+    """Delete distributed-pricing rounds left behind by a coordinator that died: rounds whose
+    job finished, was re-queued or is now run by another attempt. Returns how many."""
+    with session_scope(settings.database_url) as s:
+        ids = list(s.scalars(
+            select(PricingRound.id).join(Job, Job.id == PricingRound.job_id, isouter=True)
+            .where(or_(Job.id.is_(None), Job.state != "running", Job.worker_id.is_(None),
+                       Job.worker_id != PricingRound.attempt))))
+        if ids:
+            s.execute(delete(PricingPart).where(PricingPart.round_id.in_(ids)))
+            s.execute(delete(PricingRound).where(PricingRound.id.in_(ids)))
+    return len(ids)
 
 
 class Sweeper(threading.Thread):

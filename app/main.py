@@ -107,6 +107,11 @@ Upload a dataset (`POST /datasets`), submit a solve (`POST /jobs`, answered `202
 index set (the training samples whose hyperplane it is), closed-form formula, residual and output
 weight, plus the primal objective, dual bound, relative gap and certificate.
 
+Or upload trained weights (`POST /weights`, `W1, b1, ...` or a PyTorch `state_dict`) and submit
+`{"kind": "polish", ...}`: each neuron is replaced by the hyperplane through its nearest training
+samples and the output layer is refit, never worse than the upload; the network's `polish`
+report gives the objective before and after, metrics and every neuron's index set and angle.
+
 Objective: `f(x) = sum_j a_j relu(w_j . x + b_j) + c`, trained on
 `L(f(X), y) + (lam/2) sum_j (||w_j||_p^2 + ||a_j||_2^2)`; biases are not regularized; squared
 loss is `0.5 * sum_i (f(x_i) - y_i)^2` (summed, not averaged).

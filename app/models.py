@@ -159,8 +159,14 @@ class Network(Base):
     dual_objective: Mapped[float | None] = mapped_column(Float, nullable=True)
     relative_gap: Mapped[float | None] = mapped_column(Float, nullable=True)
     certified: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: the engine's ``result.to_dict()`` without the network (params, solver, timings, ...)
+    #: the engine's ``result.to_dict()`` without the network (params, solver, timings, ...);
+    #: for polish jobs the polish report (objectives before/after, metrics, per-neuron report)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: the job kind that produced it: ``solve`` or ``polish``
+    kind: Mapped[str] = mapped_column(String(16), default="solve", server_default="solve")
+    #: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]`` for networks that are not two-layer
+    #: (polished deep MLPs); ``None`` when the neurons define the network
+    layers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="network")
@@ -202,3 +208,48 @@ class NeuronSample(Base):
         ForeignKey("neurons.id", ondelete="CASCADE"), primary_key=True
     )
     sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class PricingRound(Base):
+    """One full scan of a solve split into parts (distributed pricing, ``scan_parts > 1``).
+
+    Written by the job's coordinating attempt (``attempt`` = its worker token); parts are
+    claimed by any worker with a conditional UPDATE. Deleted when the scan was merged and
+    when the job finishes."""
+
+    __tablename__ = "pricing_rounds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[str] = mapped_column(String(200))
+    round: Mapped[int] = mapped_column(Integer)
+    #: the dual point V (n, c) as canonical ``.npy`` bytes
+    V: Mapped[bytes] = mapped_column(LargeBinary)
+    n_top: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    n_parts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PricingPart(Base):
+    """A contiguous range ``start:stop`` of the dictionary's raw subsets to price."""
+
+    __tablename__ = "pricing_parts"
+    __table_args__ = (
+        UniqueConstraint("round_id", "part_index", name="uq_pricing_parts_index"),
+        Index("ix_pricing_parts_round_state", "round_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("pricing_rounds.id", ondelete="CASCADE"))
+    part_index: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(BigInteger)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    #: queued, running or done
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    #: ``PricingResult.to_dict()`` once done
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -9,14 +9,15 @@ squared loss ``L = 0.5 * sum_i (f(x_i) - y_i)^2`` (summed, not averaged).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 T = TypeVar("T")
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["solve"]
+JobKind = Literal["solve", "polish"]
+Loss = Literal["squared", "logistic", "hinge", "softmax"]
 
 
 class ErrorBody(BaseModel):
@@ -54,11 +55,11 @@ class WeightSetOut(BaseModel):
 
 
 class SolveParams(BaseModel):
-    """Parameters of a convex solve (see ``wedgenet.solve``)."""
+    """Parameters of a convex solve (see ``wedgenet.solve``) and how the service runs it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    loss: Literal["squared", "logistic", "hinge", "softmax"] = "squared"
+    loss: Loss = "squared"
     p: Literal[1, 2] = 1
     bias: bool = True
     lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
@@ -68,14 +69,77 @@ class SolveParams(BaseModel):
     max_columns: int = Field(default=2_000_000, ge=1, le=1_000_000_000)
     solver: Literal["auto", "cvxpy", "workingset"] = "auto"
     tol: float = Field(default=1e-6, gt=0, lt=1.0, allow_inf_nan=False)
+    scan_parts: int = Field(
+        default=1, ge=1, le=1024,
+        description="split every full pricing scan into this many parts, priced by any free "
+        "workers (1: the job's worker scans alone). Needs solver 'auto' or 'workingset'; at "
+        "most WEDGENET_MAX_SCAN_PARTS")
+    warm_start: Literal["none", "polish"] = Field(
+        default="none",
+        description="'polish': seed the working set with the index sets of the polished "
+        "neurons of a quickly trained network (wedgenet.seed_index_sets); the result does not "
+        "depend on it")
+    l2_bound: bool = Field(
+        default=True,
+        description="p=2 only: attach the hyperplane-arrangement bound (wedgenet.l2_gap_report)"
+        " to the network: a certified lower bound when the arrangement is small enough, "
+        "otherwise an estimate from sampled patterns")
 
 
-class JobCreate(BaseModel):
+class PolishParams(BaseModel):
+    """Parameters of polishing a trained network (see ``wedgenet.polish``)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: JobKind = "solve"
+    loss: Loss = "squared"
+    p: Literal[1, 2] = 1
+    bias: bool = True
+    lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
+    refit: Literal["union", "polished", "original"] = Field(
+        default="union",
+        description="output-layer refit over the original and polished neurons (never "
+        "worse), only the polished ones (every neuron a closed form) or only the original "
+        "ones (baseline)")
+    validation_fraction: float | None = Field(
+        default=None, gt=0, lt=1, allow_inf_nan=False,
+        description="hold out this fraction of the samples (random, seed) for the validation "
+        "metrics; polishing and the refit use the rest")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class SolveJobCreate(BaseModel):
+    """Train a network by the convex solve on a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["solve"] = "solve"
     dataset_id: str = Field(min_length=1, max_length=64)
     params: SolveParams = Field(default_factory=SolveParams)
+
+
+class PolishJobCreate(BaseModel):
+    """Polish an uploaded weight set (``POST /weights``) on a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["polish"]
+    dataset_id: str = Field(min_length=1, max_length=64)
+    weights_id: str = Field(min_length=1, max_length=64,
+                            description="id of the weight set to polish")
+    params: PolishParams = Field(default_factory=PolishParams)
+
+
+def _job_kind(value: Any) -> str | None:
+    kind = value.get("kind", "solve") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+#: ``kind`` selects the body; a body without ``kind`` is a solve
+JobCreate = Annotated[
+    Annotated[SolveJobCreate, Tag("solve")] | Annotated[PolishJobCreate, Tag("polish")],
+    Discriminator(_job_kind, custom_error_type="invalid_kind",
+                  custom_error_message="kind must be 'solve' (the default) or 'polish'"),
+]
 
 
 class JobError(BaseModel):
@@ -93,6 +157,7 @@ class JobOut(BaseModel):
     kind: str
     state: JobState
     dataset_id: str | None
+    weights_id: str | None = None
     params: dict[str, Any]
     progress: JobProgress
     attempts: int
@@ -125,9 +190,18 @@ class NeuronOut(BaseModel):
     weight: list[float]
     bias: float
     output_weight: list[float]
-    index_set: IndexSetOut | None
+    index_set: IndexSetOut | None = Field(
+        description="the samples/directions the neuron's hyperplane passes through; null for "
+        "neurons that are not a closed form (original neurons kept by a polish refit)")
     formula: str
     residual: float
+    kind: Literal["polished", "original"] | None = Field(
+        default=None, description="polish results: a polished or an original neuron")
+    source: int | None = Field(
+        default=None, description="polish results: the input network's neuron it comes from")
+    angle_deg: float | None = Field(
+        default=None, description="polish results: angle between the original and the "
+        "polished neuron as homogeneous normals (w, b)")
 
 
 class LayerOut(BaseModel):
@@ -136,13 +210,80 @@ class LayerOut(BaseModel):
     b: list[float]
 
 
+class PolishNeuronReport(BaseModel):
+    """What became of one candidate neuron of a polish job."""
+
+    layer: int
+    kind: Literal["polished", "original"]
+    source: int = Field(description="index of the input network's neuron in its layer")
+    index_set: IndexSetOut | None
+    formula: str
+    angle_deg: float | None
+    weight_angle_deg: float | None
+    residual: float | None
+    survived: bool = Field(description="the neuron is part of the returned network")
+    output_norm: float | None
+
+
+class PolishReport(BaseModel):
+    """Objective (DESIGN section 2) of the uploaded weights and of the polished network."""
+
+    objective_before: float
+    objective_rebalanced: float | None = Field(
+        description="the uploaded network after the optimal rescaling alone (Sec. 9.12)")
+    objective_after: float
+    price: float = Field(description="objective_after - objective_before (negative: better)")
+    refit: Literal["union", "polished", "original"]
+    selected: str = Field(description="which candidate was returned (see wedgenet.polish)")
+    refit_gap: float | None
+    n_layers: int
+    metrics: dict[str, Any] = Field(
+        description='{"train": {"before": {...}, "after": {...}}, "validation": {...}}')
+    neurons: list[PolishNeuronReport]
+
+
+class L2Bound(BaseModel):
+    """How far a p=2 network is from the optimum of the non-convex training problem."""
+
+    label: str = Field(description="'certified lower bound' (exact mode), 'estimate (sampled "
+                       "patterns)' (sampled mode) or 'skipped'")
+    certified: bool
+    mode: Literal["exact", "sampled"] | None = None
+    wedge_value: float | None = Field(default=None, description="this network's objective")
+    lower_bound: float | None = Field(
+        default=None, description="certified lower bound on the optimum (exact mode)")
+    value: float | None = Field(
+        default=None, description="objective of the arrangement program's network (exact: "
+        "the optimum up to solver tolerance; sampled: an estimate)")
+    relative_gap: float | None = Field(
+        default=None, description="(wedge_value - lower_bound) / |lower_bound|: certified "
+        "bound on this network's relative suboptimality (exact mode)")
+    estimated_gap: float | None = None
+    n_patterns: int | None = None
+    note: str | None = Field(default=None,
+                             description="why the bound was skipped or sampled")
+
+
+class DistributedScan(BaseModel):
+    """How the full pricing scans of a solve job were split (``scan_parts > 1``)."""
+
+    parts: int = Field(description="parts per full scan")
+    workers: int = Field(description="distinct worker processes that priced parts")
+    worker_ids: list[str]
+    parts_by_worker: dict[str, int] = Field(
+        default_factory=dict, description="parts priced by each worker over all scans")
+    rounds: int = Field(description="full scans done")
+
+
 class NetworkOut(BaseModel):
     id: str
     job_id: str
+    kind: Literal["solve", "polish"] = "solve"
     dataset_id: str | None
     n_features: int
     n_outputs: int
-    n_neurons: int
+    n_neurons: int = Field(description="stored neurons (0 for deep polished networks)")
+    n_layers: int = Field(default=2, description="layers including the output layer")
     output_bias: list[float]
     primal_objective: float | None
     dual_objective: float | None
@@ -151,6 +292,10 @@ class NetworkOut(BaseModel):
     summary: dict[str, Any]
     layers: list[LayerOut]
     neurons: list[NeuronOut]
+    polish: PolishReport | None = Field(default=None, description="polish jobs only")
+    l2_bound: L2Bound | None = Field(default=None, description="p=2 solve jobs only")
+    distributed_scan: DistributedScan | None = Field(
+        default=None, description="solve jobs with scan_parts > 1 only")
     created_at: datetime
 
 

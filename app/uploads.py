@@ -376,9 +376,24 @@ def validate_dataset(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return Xc, yc
 
 
-def layers_from_arrays(arrays: dict[str, np.ndarray], what: str) -> list[Layer]:
-    """Named arrays ``W1, b1, W2, b2, ...`` (or 0-based ``W0, b0``) -> [(W, b), ...]."""
+def layers_from_arrays(
+    arrays: dict[str, np.ndarray], what: str, layer_names: list[str] | None = None
+) -> list[Layer]:
+    """Named arrays -> [(W, b), ...] in (d_in, d_out) layout. Two namings:
+
+    * wedgenet's ``W1, b1, W2, b2, ...`` (or 0-based ``W0, b0``), ``W_i`` of shape (d_in, d_out);
+    * a PyTorch ``state_dict`` of ``Linear`` layers: ``<prefix>.weight`` of shape (out, in) and
+      ``<prefix>.bias`` (``0.weight, 0.bias, 2.weight, ...`` of an ``nn.Sequential``, or
+      ``fc1.weight, ...``), converted by :func:`wedgenet.layers.layers_from_state_dict`;
+      layers are ordered by their names (``layer_names`` gives the order when the names do
+      not tell it), a missing ``.bias`` means a bias-free layer (zero biases).
+    """
     names = set(arrays)
+    if names and all("." in n for n in names):
+        return _layers_from_state_dict(arrays, what, layer_names)
+    if layer_names:
+        raise UploadError(422, f"{what}: layer_names only applies to PyTorch state_dict names "
+                          "('<prefix>.weight', '<prefix>.bias')")
     for base in (1, 0):
         layers = []
         i = base
@@ -393,10 +408,27 @@ def layers_from_arrays(arrays: dict[str, np.ndarray], what: str) -> list[Layer]:
                 raise UploadError(422, f"{what}: unexpected arrays {sorted(extra)[:8]}; "
                                   "expected W1, b1, W2, b2, ...")
             return layers
-    raise UploadError(422, f"{what}: no layers found; name arrays W1, b1, W2, b2, ...")
+    raise UploadError(422, f"{what}: no layers found; name arrays W1, b1, W2, b2, ... "
+                      "((d_in, d_out) layout) or use PyTorch state_dict names '0.weight', "
+                      "'0.bias', '2.weight', ... ((out, in) layout)")
 
 
-def layers_from_json(obj: Any, what: str) -> list[Layer]:
+def _layers_from_state_dict(
+    arrays: dict[str, np.ndarray], what: str, layer_names: list[str] | None
+) -> list[Layer]:
+    from wedgenet.exceptions import WedgeNetError
+    from wedgenet.layers import layers_from_state_dict
+
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise UploadError(422, f"{what}: {name} is not numeric")
+    try:
+        return layers_from_state_dict(arrays, layer_names=layer_names, require_bias=False)
+    except WedgeNetError as exc:
+        raise UploadError(422, f"{what}: {exc}") from exc
+
+
+def layers_from_json(obj: Any, what: str, layer_names: list[str] | None = None) -> list[Layer]:
     if isinstance(obj, dict) and "layers" in obj:
         items = obj["layers"]
         if not isinstance(items, list) or not items:
@@ -410,7 +442,8 @@ def layers_from_json(obj: Any, what: str) -> list[Layer]:
         return out
     if isinstance(obj, dict):
         return layers_from_arrays(
-            {str(k): json_to_array(v, f"{what}[{k!r}]") for k, v in obj.items()}, what
+            {str(k): json_to_array(v, f"{what}[{k!r}]") for k, v in obj.items()}, what,
+            layer_names,
         )
     raise UploadError(422, f"{what}: expected {{\"layers\": [{{\"W\": ..., \"b\": ...}}, ...]}}")
 

@@ -1,5 +1,9 @@
 """Celery tasks: load inputs from SQL, run the engine, store the result in one transaction.
 
+``run_job`` runs a job: ``solve`` (``wedgenet.solve``; optionally warm-started, with its full
+scans split over workers, with the l2 bound for p=2) or ``polish`` (``wedgenet.polish`` of an
+uploaded weight set). ``price_part`` prices one part of a distributed scan (worker/scan.py).
+
 Idempotent: a job is claimed with a conditional UPDATE (only a queued job, or a running job
 whose heartbeat is stale, can be claimed); the result is written only while this attempt still
 owns the job, and ``networks.job_id`` is unique, so a job never has two results and re-running a
@@ -25,9 +29,16 @@ from sqlalchemy.exc import IntegrityError
 import wedgenet  # imported before the pool forks, so a first job pays no import cost
 from app.core.config import Settings, get_settings
 from app.db import session_scope
-from app.models import Dataset, Job, Network, Neuron, NeuronSample, utcnow
+from app.models import Dataset, Job, Network, Neuron, NeuronSample, WeightSet, utcnow
 from app.storage import get_array
 from worker.celery_app import celery_app
+from worker.scan import (
+    PRICE_PART_TASK,
+    DistributedPricer,
+    ScanAborted,
+    delete_job_rounds,
+    price_parts_now,
+)
 
 log = logging.getLogger("wedgenet.worker")
 
@@ -90,12 +101,12 @@ def _finish(job_id: str, token: str, settings: Settings, **values: Any) -> None:
                   .values(finished_at=utcnow(), worker_id=None, **values))
 
 
-def _store_result(job_id: str, token: str, result: Any, settings: Settings) -> bool:
-    """Write network, neurons and index-set membership and mark the job succeeded, atomically."""
-    net = result.network
-    rdict = result.to_dict()
-    summary = {k: v for k, v in rdict.items() if k != "network"}
-    ndict = net.to_dict()
+def _store_network(job_id: str, token: str, record: dict[str, Any], settings: Settings) -> bool:
+    """Write network, neurons and index-set membership and mark the job succeeded, atomically.
+
+    ``record``: ``kind``, ``n_features``, ``n_outputs``, ``output_bias``, ``primal_objective``,
+    ``dual_objective``, ``relative_gap``, ``certified``, ``summary``, ``neurons`` (the
+    engine's neuron dicts), optionally ``layers`` (deep networks)."""
     with session_scope(settings.database_url) as s:
         q = select(Job).where(Job.id == job_id)
         if s.get_bind().dialect.name == "postgresql":
@@ -108,26 +119,28 @@ def _store_result(job_id: str, token: str, result: Any, settings: Settings) -> b
             return True
         network = Network(
             owner=job.owner, job_id=job_id, dataset_id=job.dataset_id,
-            n_features=int(ndict["n_features"]), n_outputs=int(ndict["n_outputs"]),
-            n_neurons=int(ndict["n_neurons"]),
-            output_bias=[float(v) for v in ndict["output_bias"]],
-            primal_objective=_f(rdict.get("primal_objective")),
-            dual_objective=_f(rdict.get("dual_objective")),
-            relative_gap=_f(rdict.get("relative_gap")),
-            certified=bool(rdict.get("certified", False)),
-            summary=_jsonable(summary),
+            kind=str(record.get("kind", "solve")),
+            n_features=int(record["n_features"]), n_outputs=int(record["n_outputs"]),
+            n_neurons=len(record["neurons"]),
+            output_bias=[float(v) for v in record["output_bias"]],
+            primal_objective=_f(record.get("primal_objective")),
+            dual_objective=_f(record.get("dual_objective")),
+            relative_gap=_f(record.get("relative_gap")),
+            certified=bool(record.get("certified", False)),
+            summary=_jsonable(record["summary"]),
+            layers=_jsonable(record["layers"]) if record.get("layers") else None,
         )
         s.add(network)
         s.flush()
         keys = {"weight", "bias", "output_weight", "index_set", "formula", "residual"}
         neurons = []
-        for pos, nd in enumerate(ndict["neurons"]):
+        for pos, nd in enumerate(record["neurons"]):
             neurons.append(Neuron(
                 network_id=network.id, position=pos,
                 weight=[float(v) for v in nd["weight"]], bias=float(nd["bias"]),
                 output_weight=[float(v) for v in nd["output_weight"]],
                 index_set=nd.get("index_set"), formula=str(nd.get("formula", "")),
-                residual=float(nd.get("residual", 0.0)),
+                residual=_f(nd.get("residual")) or 0.0,
                 extra=_jsonable({k: v for k, v in nd.items() if k not in keys}),
             ))
         s.add_all(neurons)
@@ -143,6 +156,45 @@ def _store_result(job_id: str, token: str, result: Any, settings: Settings) -> b
         job.progress, job.stage = 1.0, "done"
         job.error_code = job.error_message = None
     return True
+
+
+def _store_result(job_id: str, token: str, result: Any, settings: Settings,
+                  summary_extra: dict[str, Any] | None = None) -> bool:
+    """Store a solve result (``wedgenet.SolveResult``); see :func:`_store_network`."""
+    rdict = result.to_dict()
+    ndict = rdict["network"]
+    summary = {k: v for k, v in rdict.items() if k != "network"}
+    summary.update(summary_extra or {})
+    return _store_network(job_id, token, {
+        "kind": "solve", "n_features": ndict["n_features"], "n_outputs": ndict["n_outputs"],
+        "output_bias": ndict["output_bias"], "primal_objective": rdict.get("primal_objective"),
+        "dual_objective": rdict.get("dual_objective"), "relative_gap": rdict.get("relative_gap"),
+        "certified": rdict.get("certified", False), "summary": summary,
+        "neurons": ndict["neurons"],
+    }, settings)
+
+
+def _store_polish(job_id: str, token: str, result: Any, settings: Settings) -> bool:
+    """Store a ``wedgenet.PolishResult``: a two-layer result as neurons (polished ones with
+    their index sets, original ones with ``index_set=None``); a deep one as its layers. The
+    polish report (objectives, metrics, per-neuron report) is the summary."""
+    rdict = result.to_dict()
+    summary = {k: v for k, v in rdict.items() if k not in ("network", "layers")}
+    W_last, b_last = result.layers[-1]
+    record: dict[str, Any] = {
+        "kind": "polish", "n_features": int(result.layers[0][0].shape[0]),
+        "n_outputs": int(W_last.shape[1]), "output_bias": [float(v) for v in b_last],
+        "primal_objective": result.objective_after, "dual_objective": None,
+        "relative_gap": None, "certified": False, "summary": summary, "neurons": [],
+    }
+    if result.network is not None:
+        ndict = result.network.to_dict()
+        record["neurons"] = ndict["neurons"]
+        record["output_bias"] = ndict["output_bias"]
+    else:
+        record["layers"] = [{"W": np.asarray(W).tolist(), "b": np.asarray(b).tolist()}
+                            for W, b in result.layers]
+    return _store_network(job_id, token, record, settings)
 
 
 def _f(v: Any) -> float | None:
@@ -168,6 +220,10 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+#: job parameters the service interprets itself (not passed to ``wedgenet.solve``)
+SERVICE_PARAMS = ("scan_parts", "warm_start", "l2_bound")
+
+
 def run_job_now(job_id: str, settings: Settings | None = None) -> str:
     """Run one job in this process (the body of the Celery task). Returns what happened."""
     settings = settings or get_settings()
@@ -176,10 +232,12 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
         return "skipped"
     hb = Heartbeat(job_id, token, settings)
     hb.start()
+    distributed = False
     try:
         with session_scope(settings.database_url) as s:
             job = s.get(Job, job_id)
             assert job is not None
+            kind = job.kind
             params = dict(job.params)
             ds = s.get(Dataset, job.dataset_id) if job.dataset_id else None
             if ds is None:
@@ -188,6 +246,15 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
                 return "failed"
             X = get_array(s, ds.x_sha256).astype(np.float64)
             y = get_array(s, ds.y_sha256)
+            layers = None
+            if kind == "polish":
+                ws = s.get(WeightSet, job.weight_set_id) if job.weight_set_id else None
+                if ws is None:
+                    _finish(job_id, token, settings, state="failed",
+                            error_code="weights_missing",
+                            error_message="the job's weight set was deleted")
+                    return "failed"
+                layers = [(get_array(s, w), get_array(s, b)) for w, b in ws.layer_blobs]
         if params.get("loss") != "softmax":
             y = y.astype(np.float64)
 
@@ -209,8 +276,19 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
                     raise JobAborted("job was cancelled or taken over")
 
         try:
-            result = wedgenet.solve(X, y, progress=progress, **params)
-        except JobAborted:
+            if kind == "polish":
+                assert layers is not None
+                progress(0.05, f"polishing a {len(layers)}-layer network")
+                presult = wedgenet.polish(
+                    X, y, layers, loss=params.get("loss", "squared"), lam=params["lam"],
+                    p=params.get("p", 1), bias=params.get("bias", True),
+                    refit=params.get("refit", "union"),
+                    validation_fraction=params.get("validation_fraction"),
+                    seed=params.get("seed", 0))
+            else:
+                distributed = int(params.get("scan_parts", 1)) > 1
+                result, extra = _solve(job_id, token, X, y, params, settings, hb, progress)
+        except (JobAborted, ScanAborted):
             return "aborted"
         except wedgenet.DictionaryTooLarge as exc:
             _finish(job_id, token, settings, state="failed", error_code="dictionary_too_large",
@@ -222,12 +300,15 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
             return "failed"
         except SoftTimeLimitExceeded:
             _finish(job_id, token, settings, state="failed", error_code="timeout",
-                    error_message=f"the solve exceeded {settings.task_soft_time_limit} s")
+                    error_message=f"the job exceeded {settings.task_soft_time_limit} s")
             return "failed"
         if hb.lost.is_set():
             return "aborted"
         try:
-            stored = _store_result(job_id, token, result, settings)
+            if kind == "polish":
+                stored = _store_polish(job_id, token, presult, settings)
+            else:
+                stored = _store_result(job_id, token, result, settings, extra)
         except IntegrityError:  # a concurrent attempt stored it first: exactly one result
             return "duplicate"
         return "succeeded" if stored else "aborted"
@@ -238,8 +319,96 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
         return "failed"
     finally:
         hb.stop_event.set()
+        if distributed:
+            try:
+                delete_job_rounds(job_id, token, settings)
+            except Exception as exc:  # the sweeper removes leftovers
+                log.warning("could not clean up the pricing rounds of %s: %s", job_id, exc)
+
+
+def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[str, Any],
+           settings: Settings, hb: Heartbeat, progress: Any) -> tuple[Any, dict[str, Any]]:
+    """A solve job: optional warm start, optional distributed pricing, optional l2 bound.
+    Returns the ``SolveResult`` and what to add to the network's summary."""
+    engine = {k: v for k, v in params.items() if k not in SERVICE_PARAMS}
+    extra: dict[str, Any] = {}
+    want_l2 = int(engine.get("p", 1)) == 2 and bool(params.get("l2_bound", True))
+    scale = 0.9 if want_l2 else 1.0
+
+    def solve_progress(fraction: float, stage: str) -> None:
+        progress(fraction * scale, stage)
+
+    initial = None
+    if params.get("warm_start", "none") == "polish":
+        progress(0.0, "warm start: training and polishing a quick network")
+        t0 = time.perf_counter()
+        try:
+            initial = wedgenet.seed_index_sets(
+                X, y, loss=engine.get("loss", "squared"), p=int(engine.get("p", 1)),
+                bias=bool(engine.get("bias", True)), lam=float(engine["lam"]),
+                seed=int(engine.get("seed", 0)))
+            extra["warm_start"] = {"kind": "polish", "n_index_sets": len(initial),
+                                   "time": time.perf_counter() - t0}
+        except Exception as exc:  # only a warm start: solve without it
+            log.warning("warm start of job %s failed: %s", job_id, exc)
+            extra["warm_start"] = {"kind": "polish", "n_index_sets": 0,
+                                   "error": f"{type(exc).__name__}: {exc}"[:500]}
+    pricer = None
+    if int(params.get("scan_parts", 1)) > 1:
+        pricer = DistributedPricer(job_id, token, X, engine, int(params["scan_parts"]),
+                                   settings, lost=hb.lost)
+    result = wedgenet.solve(X, y, progress=solve_progress, initial=initial, pricer=pricer,
+                            **engine)
+    if pricer is not None:
+        extra.update(pricer.summary())
+    if want_l2:
+        progress(0.9, "l2 bound: hyperplane-arrangement program")
+        extra["l2_bound"] = l2_bound(X, y, result, engine, settings)
+    return result, extra
+
+
+def l2_bound(X: np.ndarray, y: np.ndarray, result: Any, params: dict[str, Any],
+             settings: Settings) -> dict[str, Any]:
+    """``wedgenet.l2_gap_report`` of a p=2 result: exact (a certified lower bound) when the
+    arrangement has at most ``l2_bound_max_patterns`` patterns, else sampled (an estimate);
+    a ``"skipped"`` record saying why when neither applies."""
+    loss = params.get("loss", "squared")
+
+    def skipped(note: str) -> dict[str, Any]:
+        return {"label": "skipped", "certified": False, "mode": None, "note": note}
+
+    if loss not in ("squared", "logistic"):
+        return skipped(f"no l2 bound for loss={loss!r} (squared and logistic only)")
+    if y.ndim > 1 and y.shape[1] > 1:
+        return skipped("no l2 bound for vector outputs")
+    if X.shape[0] > settings.l2_bound_max_samples:
+        return skipped(f"n={X.shape[0]} samples is over the limit of "
+                       f"{settings.l2_bound_max_samples} (WEDGENET_L2_BOUND_MAX_SAMPLES)")
+    kw: dict[str, Any] = {"loss": loss, "wedge_value": result}
+    lam, bias = float(params["lam"]), bool(params.get("bias", True))
+    try:
+        rep = wedgenet.l2_gap_report(X, y, lam, bias, mode="exact",
+                                     max_patterns=settings.l2_bound_max_patterns, **kw)
+        return {**rep.to_dict(), "mode": "exact", "note": None}
+    except wedgenet.TooManyPatterns as exc:
+        note = f"exact arrangement too large: {exc}"
+    except wedgenet.WedgeNetError as exc:
+        return skipped(f"{exc}")
+    try:
+        rep = wedgenet.l2_gap_report(X, y, lam, bias, mode="sampled",
+                                     n_patterns=settings.l2_bound_sampled_patterns,
+                                     seed=int(params.get("seed", 0)), **kw)
+        return {**rep.to_dict(), "mode": "sampled", "note": note}
+    except wedgenet.WedgeNetError as exc:
+        return skipped(f"{note}; sampled mode failed: {exc}")
 
 
 @celery_app.task(name="wedgenet.run_job", bind=True)
 def run_job(self: Any, job_id: str) -> str:
     return run_job_now(job_id)
+
+
+@celery_app.task(name=PRICE_PART_TASK, bind=True)
+def price_part(self: Any, part_id: int) -> int:
+    """Price one part of a distributed scan (and any other unclaimed part of its round)."""
+    return price_parts_now(int(part_id))

@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(default=3700, ge=1)
     worker_concurrency: int = Field(default=1, ge=1)
 
+    # distributed pricing (solve jobs with scan_parts > 1)
+    #: seconds between the coordinator's polls of the parts table while others work
+    scan_poll_interval: float = Field(default=0.02, gt=0)
+    #: upper limit of the ``scan_parts`` job parameter
+    max_scan_parts: int = Field(default=64, ge=1)
+
+    # l2 bound of p = 2 solve jobs (wedgenet.l2_gap_report)
+    #: exact mode (a certified lower bound) when the arrangement has at most this many
+    #: activation patterns; otherwise the sampled mode (an estimate)
+    l2_bound_max_patterns: int = Field(default=2000, ge=1)
+    #: random neurons drawn by the sampled fallback
+    l2_bound_sampled_patterns: int = Field(default=500, ge=1)
+    #: no l2 bound at all (recorded as skipped) for datasets with more samples than this
+    l2_bound_max_samples: int = Field(default=1000, ge=1)
+
     def api_key_list(self) -> list[str]:
         keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
         if not keys and self.embedded:

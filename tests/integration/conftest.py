@@ -111,6 +111,19 @@ class Stack:
         self.workers.append(p)
         return p
 
+    def wait_workers_ready(self, timeout: float = 90) -> None:
+        """Until every started worker logged Celery's ``ready.`` line (consuming)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = [f.read_text(errors="replace") for f in sorted(self.tmp.glob("*-worker.log"))]
+            if len(logs) >= len(self.workers) and all(" ready." in t for t in logs):
+                return
+            for p in self.workers:
+                if p.poll() is not None:
+                    pytest.fail(f"a worker exited with {p.returncode}:\n{self.logs()}")
+            time.sleep(0.2)
+        pytest.fail(f"workers did not become ready:\n{self.logs()}")
+
     def kill_worker(self, p: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its pool children (like a container being killed)."""
         os.killpg(p.pid, signal.SIGKILL)

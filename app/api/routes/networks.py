@@ -1,8 +1,9 @@
-"""Networks: reconstructed two-layer ReLU networks with per-neuron index sets."""
+"""Networks: reconstructed two-layer ReLU networks with per-neuron index sets, polished
+networks (two-layer: neurons with index sets; deeper: the layers and the polish report)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -13,12 +14,15 @@ from app.api.deps import OwnerDep, SessionDep, SettingsDep
 from app.api.routes.common import ERRORS, not_found, npz_bytes, page, safetensors_bytes
 from app.models import Network, Neuron, NeuronSample
 from app.schemas import (
+    DistributedScan,
     IndexSetOut,
+    L2Bound,
     LayerOut,
     NetworkOut,
     NeuronHit,
     NeuronOut,
     Page,
+    PolishReport,
     PredictIn,
     PredictOut,
 )
@@ -34,8 +38,12 @@ def get_owned(session: SessionDep, owner: str, network_id: str) -> Network:
     return net
 
 
-def arrays_of(net: Network) -> dict[str, np.ndarray]:
-    """``W1`` (d, m), ``b1`` (m,), ``W2`` (m, c), ``b2`` (c,) as in ``TwoLayerNetwork``."""
+def layers_of(net: Network) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(W, b), ...]`` in (d_in, d_out) layout: the stored layers of a deep network, or
+    ``W1`` (d, m), ``b1`` (m,), ``W2`` (m, c), ``b2`` (c,) from the neurons."""
+    if net.layers:
+        return [(np.array(ly["W"], dtype=float).reshape(len(ly["W"]), len(ly["b"])),
+                 np.array(ly["b"], dtype=float)) for ly in net.layers]
     m = len(net.neurons)
     W1 = (np.array([nr.weight for nr in net.neurons], dtype=float).T if m
           else np.zeros((net.n_features, 0)))
@@ -43,8 +51,15 @@ def arrays_of(net: Network) -> dict[str, np.ndarray]:
     W2 = (np.array([nr.output_weight for nr in net.neurons], dtype=float) if m
           else np.zeros((0, net.n_outputs)))
     b2 = np.array(net.output_bias, dtype=float)
-    return {"W1": W1.reshape(net.n_features, m), "b1": b1, "W2": W2.reshape(m, net.n_outputs),
-            "b2": b2}
+    return [(W1.reshape(net.n_features, m), b1), (W2.reshape(m, net.n_outputs), b2)]
+
+
+def arrays_of(net: Network) -> dict[str, np.ndarray]:
+    """``W1, b1, W2, b2, ...`` as in ``TwoLayerNetwork`` (more layers for deep networks)."""
+    out: dict[str, np.ndarray] = {}
+    for i, (W, b) in enumerate(layers_of(net), start=1):
+        out[f"W{i}"], out[f"b{i}"] = W, b
+    return out
 
 
 def _index_set(d: dict | None) -> IndexSetOut | None:  # type: ignore[type-arg]
@@ -54,18 +69,76 @@ def _index_set(d: dict | None) -> IndexSetOut | None:  # type: ignore[type-arg]
                        directions=list(d.get("directions", [])), sign=int(d.get("sign", 1)))
 
 
+def _layer_names(n: int) -> list[str]:
+    if n == 2:
+        return ["hidden", "output"]
+    return [f"hidden{i}" for i in range(1, n)] + ["output"]
+
+
+def _polish_report(net: Network) -> PolishReport | None:
+    sm: dict[str, Any] = net.summary or {}
+    if net.kind != "polish" or "objective_after" not in sm:
+        return None
+    extra = sm.get("extra") or {}
+    return PolishReport(
+        objective_before=sm["objective_before"],
+        objective_rebalanced=sm.get("objective_rebalanced"),
+        objective_after=sm["objective_after"], price=sm.get("price", 0.0),
+        refit=sm.get("refit", "union"), selected=str(sm.get("selected", "")),
+        refit_gap=sm.get("refit_gap"), n_layers=int(extra.get("n_layers", 2)),
+        metrics=sm.get("metrics") or {}, neurons=sm.get("neurons") or [],
+    )
+
+
+def _l2_bound(net: Network) -> L2Bound | None:
+    rep = (net.summary or {}).get("l2_bound")
+    if not isinstance(rep, dict):
+        return None
+    bound = rep.get("bound") or {}
+    return L2Bound(
+        label=str(rep.get("label", "")), certified=bool(rep.get("certified", False)),
+        mode=rep.get("mode"), wedge_value=rep.get("wedge_value"),
+        lower_bound=bound.get("lower_bound"), value=bound.get("value"),
+        relative_gap=rep.get("relative_gap"), estimated_gap=rep.get("estimated_gap"),
+        n_patterns=bound.get("n_patterns"), note=rep.get("note"),
+    )
+
+
+def _distributed_scan(net: Network) -> DistributedScan | None:
+    sm = net.summary or {}
+    if not sm.get("scan_parts") or int(sm["scan_parts"]) <= 1:
+        return None
+    return DistributedScan(parts=int(sm["scan_parts"]), workers=int(sm.get("scan_workers", 0)),
+                           worker_ids=list(sm.get("scan_worker_ids", [])),
+                           parts_by_worker=dict(sm.get("scan_parts_by_worker") or {}),
+                           rounds=int(sm.get("scan_rounds", 0)))
+
+
+def _neuron_kind(extra: dict[str, Any] | None) -> Any:
+    kind = (extra or {}).get("kind")
+    return kind if kind in ("polished", "original") else None
+
+
 def network_out(net: Network) -> NetworkOut:
-    arr = arrays_of(net)
+    layers = layers_of(net)
     return NetworkOut(
-        id=net.id, job_id=net.job_id, dataset_id=net.dataset_id, n_features=net.n_features,
-        n_outputs=net.n_outputs, n_neurons=net.n_neurons, output_bias=net.output_bias,
+        id=net.id, job_id=net.job_id, kind=net.kind,  # type: ignore[arg-type]
+        dataset_id=net.dataset_id, n_features=net.n_features,
+        n_outputs=net.n_outputs, n_neurons=net.n_neurons, n_layers=len(layers),
+        output_bias=net.output_bias,
         primal_objective=net.primal_objective, dual_objective=net.dual_objective,
         relative_gap=net.relative_gap, certified=net.certified, summary=net.summary,
-        layers=[LayerOut(name="hidden", W=arr["W1"].tolist(), b=arr["b1"].tolist()),
-                LayerOut(name="output", W=arr["W2"].tolist(), b=arr["b2"].tolist())],
+        layers=[LayerOut(name=name, W=W.tolist(), b=b.tolist())
+                for name, (W, b) in zip(_layer_names(len(layers)), layers, strict=True)],
         neurons=[NeuronOut(id=nr.id, position=nr.position, weight=nr.weight, bias=nr.bias,
                            output_weight=nr.output_weight, index_set=_index_set(nr.index_set),
-                           formula=nr.formula, residual=nr.residual) for nr in net.neurons],
+                           formula=nr.formula, residual=nr.residual,
+                           kind=_neuron_kind(nr.extra),
+                           source=(nr.extra or {}).get("source"),
+                           angle_deg=(nr.extra or {}).get("angle_deg"))
+                 for nr in net.neurons],
+        polish=_polish_report(net), l2_bound=_l2_bound(net),
+        distributed_scan=_distributed_scan(net),
         created_at=net.created_at,
     )
 
@@ -108,9 +181,12 @@ def predict(network_id: str, body: PredictIn, session: SessionDep, owner: OwnerD
                             f"{net.n_features}")
     if not np.all(np.isfinite(X)):
         raise HTTPException(422, "X contains NaN or infinite values")
-    a = arrays_of(net)
+    layers = layers_of(net)
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.maximum(X @ a["W1"] + a["b1"], 0.0) @ a["W2"] + a["b2"]
+        out = X
+        for W, b in layers[:-1]:
+            out = np.maximum(out @ W + b, 0.0)
+        out = out @ layers[-1][0] + layers[-1][1]
     if not np.all(np.isfinite(out)):
         raise HTTPException(422, "outputs overflow for this X")
     if net.n_outputs == 1:
@@ -120,7 +196,8 @@ def predict(network_id: str, body: PredictIn, session: SessionDep, owner: OwnerD
 
 @router.get("/networks/{network_id}/export", response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}},
-                             "description": "W1 (d, m), b1 (m,), W2 (m, c), b2 (c,)"}})
+                             "description": "W1 (d, m), b1 (m,), W2 (m, c), b2 (c,) (and W3, "
+                             "b3, ... for deep networks), (d_in, d_out) layout"}})
 def export_network(
     network_id: str, session: SessionDep, owner: OwnerDep,
     format: Literal["npz", "safetensors"] = "npz",

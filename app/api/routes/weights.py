@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
-from sqlalchemy import select
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from sqlalchemy import func, select, update
 
 from app.api.deps import OwnerDep, SessionDep, SettingsDep
 from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page, read_arrays
 from app.api.routes.datasets import get_owned as get_owned_dataset
-from app.models import WeightSet
+from app.models import Job, WeightSet
 from app.schemas import LayerShape, Page, WeightSetOut
-from app.storage import get_array, put_array
+from app.storage import delete_if_orphan, get_array, put_array
 from app.uploads import (
     UploadError,
     detect_format,
@@ -49,16 +49,24 @@ def get_owned(session: SessionDep, owner: str, weight_set_id: str) -> WeightSet:
 async def upload_weights(
     session: SessionDep, owner: OwnerDep, settings: SettingsDep,
     file: Annotated[UploadFile | None, File(
-        description=".npz/.safetensors with W1, b1, W2, b2, ... or .json "
-        '{"layers": [{"W": ..., "b": ...}]}; W_i has shape (d_in, d_out)')] = None,
+        description=".npz/.safetensors/.json with W1, b1, W2, b2, ... (W_i of shape (d_in, "
+        "d_out)), or with PyTorch state_dict names 0.weight, 0.bias, 2.weight, ... (weights "
+        "of shape (out, in), transposed on upload), or .json "
+        '{"layers": [{"W": ..., "b": ...}]} with W of shape (d_in, d_out)')] = None,
     W: Annotated[list[UploadFile] | None, File(description="one file per layer, in order")] = None,
     b: Annotated[list[UploadFile] | None, File(description="one bias file per layer")] = None,
     dataset_id: Annotated[str | None, Form(max_length=64)] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
     format: Annotated[FormatParam | None, Form()] = None,
+    layer_names: Annotated[str | None, Form(
+        max_length=2000,
+        description="state_dict uploads: comma-separated layer prefixes in forward order, "
+        "for names that do not tell the order (e.g. 'hidden,out')")] = None,
 ) -> WeightSetOut:
     """Upload trained weights; layer shapes must chain, and the first layer's input size must
-    equal the dataset's ``d`` when ``dataset_id`` is given."""
+    equal the dataset's ``d`` when ``dataset_id`` is given. Stored (and downloaded) as
+    ``W1, b1, W2, b2, ...`` in (d_in, d_out) layout whatever the upload's naming."""
+    order = [p.strip() for p in layer_names.split(",") if p.strip()] if layer_names else None
     d = None
     if dataset_id:
         d = get_owned_dataset(session, owner, dataset_id).d
@@ -68,15 +76,19 @@ async def upload_weights(
         data = await read_limited(file, settings.max_upload_bytes, "file")
         fmt = detect_format(file.filename, format, data, "file")
         if fmt == "json":
-            layers = layers_from_json(parse_json(data, "file"), "file")
+            layers = layers_from_json(parse_json(data, "file"), "file", order)
         elif fmt in ("npz", "safetensors"):
-            layers = layers_from_arrays(parse_arrays(data, fmt, settings, "file"), "file")
+            layers = layers_from_arrays(parse_arrays(data, fmt, settings, "file"), "file",
+                                        order)
         else:
             raise UploadError(415, f"file: a {fmt} file holds one array; use .npz, "
                               ".safetensors or .json for a list of layers, or per-layer W/b")
     else:
         if not W or not b:
             raise UploadError(422, "weights required: 'file', or per-layer files 'W' and 'b'")
+        if order:
+            raise UploadError(422, "layer_names applies to a state_dict 'file', not to "
+                              "per-layer 'W'/'b' files (which are in order already)")
         if len(W) != len(b):
             raise UploadError(422, f"{len(W)} W files but {len(b)} b files")
         if len(W) > settings.max_layers:
@@ -131,9 +143,19 @@ def download_weights(weight_set_id: str, session: SessionDep, owner: OwnerDep) -
                     headers={"Content-Disposition": f'attachment; filename="{ws.id}.npz"'})
 
 
-@router.delete("/{weight_set_id}", status_code=204, response_class=Response)
+@router.delete("/{weight_set_id}", status_code=204, response_class=Response,
+               responses={409: {"description": "queued or running jobs use the weight set"}})
 def delete_weights(weight_set_id: str, session: SessionDep, owner: OwnerDep) -> Response:
     ws = get_owned(session, owner, weight_set_id)
+    active = session.scalar(select(func.count()).select_from(Job).where(
+        Job.weight_set_id == ws.id, Job.state.in_(("queued", "running"))))
+    if active:
+        raise HTTPException(409, f"weight set {weight_set_id!r} has {active} queued or running "
+                            "jobs")
+    blobs = [sha for pair in ws.layer_blobs for sha in pair]
+    session.execute(update(Job).where(Job.weight_set_id == ws.id).values(weight_set_id=None))
     session.delete(ws)
+    session.flush()
+    delete_if_orphan(session, blobs)
     session.commit()
     return Response(status_code=204)
