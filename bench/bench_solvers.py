@@ -20,7 +20,9 @@ import numpy as np
 import wedgenet as wn
 from wedgenet.dictionary import WedgeDictionary, features
 from wedgenet.losses import get_loss
+from wedgenet.pricing import MaterializedColumns
 from wedgenet.programs import solve_cvxpy
+from wedgenet.workingset import solve_working_set
 
 warnings.filterwarnings("ignore")
 
@@ -45,6 +47,11 @@ def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) ->
     t0 = time.perf_counter()
     ws = ws_call()
     rows.insert(0, ("wedgenet workingset", time.perf_counter() - t0, ws.primal_objective))
+    # The same working-set solver handed the materialized matrix, like the CD solvers below:
+    # solver against solver, without building or pricing the wedge dictionary.
+    t0 = time.perf_counter()
+    mat = solve_working_set(MaterializedColumns(K), y[:, None], get_loss("squared"), lam)
+    rows.insert(1, ("wedgenet workingset (given K)", time.perf_counter() - t0, mat.solution.primal))
     from sklearn.linear_model import Lasso
 
     for label, make in [
@@ -72,24 +79,29 @@ def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) ->
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller problems")
+    ap.add_argument("--problems", default="spirals,gaussian", help="comma-separated subset")
     ap.add_argument("--spiral-n", type=int, default=100, help="two-spirals size (issue: 160)")
     args = ap.parse_args()
     # Warm up numba once so compile time is not charged to the first problem.
     wn.solve(np.random.default_rng(0).standard_normal((8, 2)), np.arange(8.0), lam=0.1)
 
+    problems = set(args.problems.split(","))
     n = 60 if args.quick else args.spiral_n
     X, y = two_spirals(n)
     lam = 0.05
     D = WedgeDictionary(X, p=1, bias=True)
     K = features(X, D.atoms().normals)
     K = K[:, np.any(K > 0, axis=0)]
-    run_problem(
-        "two spirals (biased l1 pair dictionary, d=2)",
-        K,
-        y,
-        lam,
-        lambda: wn.solve(X, y, lam=lam, p=1, bias=True, solver="workingset"),
-    )
+    if "spirals" in problems:
+        run_problem(
+            "two spirals (biased l1 pair dictionary, d=2)",
+            K,
+            y,
+            lam,
+            lambda: wn.solve(X, y, lam=lam, p=1, bias=True, solver="workingset"),
+        )
+    if "gaussian" not in problems:
+        return
 
     # Gaussian dictionary: K = relu(G) with G Gaussian (a sampled bias-free dictionary).
     rng = np.random.default_rng(1)

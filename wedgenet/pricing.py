@@ -121,6 +121,8 @@ class ColumnSource(Protocol):
 
     def canonical(self, atoms: Atoms) -> Atoms: ...
 
+    def columns(self, atoms: Atoms) -> FloatArray: ...
+
 
 @dataclass
 class DictionaryColumns:
@@ -157,6 +159,10 @@ class DictionaryColumns:
                 )
             offset += subs.shape[0]
 
+    def columns(self, atoms: Atoms) -> FloatArray:
+        """The dictionary columns of ``atoms``, shape (n, len(atoms))."""
+        return features(self.dictionary.X, atoms.normals)
+
     def canonical(self, atoms: Atoms) -> Atoms:
         D = self.dictionary
         if D.source == "given" or len(atoms) == 0:
@@ -167,19 +173,32 @@ class DictionaryColumns:
 
 @dataclass
 class MaterializedColumns:
-    """An explicit matrix ``K`` with its atoms (for tests and benchmarks)."""
+    """An explicit matrix ``K`` as a column source (for tests and benchmarks).
 
-    atoms: Atoms
+    Column ``j`` is the atom with ``subsets[j, 0] == j``; the normals are not used.
+    """
+
     K: FloatArray
     chunk_size: int = 16384
 
+    @property
+    def atoms(self) -> Atoms:
+        m = self.K.shape[1]
+        return Atoms(
+            np.arange(m, dtype=np.int64)[:, None], np.zeros((m, 1)), np.ones(m, dtype=np.int64)
+        )
+
     def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
+        atoms = self.atoms
         for i in range(0, self.K.shape[1], self.chunk_size):
             sl = slice(i, i + self.chunk_size)
-            yield self.atoms.take(np.arange(self.K.shape[1])[sl]), column_scores(self.K[:, sl], V)
+            yield atoms.take(np.arange(self.K.shape[1])[sl]), column_scores(self.K[:, sl], V)
 
     def canonical(self, atoms: Atoms) -> Atoms:
         return atoms
+
+    def columns(self, atoms: Atoms) -> FloatArray:
+        return self.K[:, atoms.subsets[:, 0]]
 
 
 @dataclass

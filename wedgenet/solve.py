@@ -219,7 +219,6 @@ def solve(
     else:
         ws = solve_working_set(
             DictionaryColumns(dictionary, chunk_size=chunk_size),
-            X,
             Y,
             loss_obj,
             lam,

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.cd import lasso_cd, lasso_lars
-from wedgenet.dictionary import Atoms, features
+from wedgenet.dictionary import Atoms
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss
 from wedgenet.pricing import ColumnSource, PricingResult, price
@@ -86,7 +86,6 @@ def solve_restricted(
 
 def solve_working_set(
     source: ColumnSource,
-    X: FloatArray,
     Y: FloatArray,
     loss: Loss,
     lam: float,
@@ -109,8 +108,6 @@ def solve_working_set(
     ----------
     source : ColumnSource
         The dictionary, streamed in chunks.
-    X : ndarray of shape (n, d)
-        Inputs at which atoms are evaluated (the dictionary's data).
     Y : ndarray of shape (n, c)
         Encoded targets.
     loss, lam, fit_offset
@@ -186,7 +183,7 @@ def solve_working_set(
     threshold = lam * (1 + 0.5 * tol)
     n_full = 0
     for outer in range(1, max_outer + 1):
-        K_W = features(X, W.normals)
+        K_W = source.columns(W)
         Zw0 = None if Z is None else np.vstack([Z, np.zeros((len(W) - Z.shape[0], c))])
         inner_tol = max(inner_floor, min(1e-3, 0.01 * last_gap))
         inner = solve_restricted(K_W, Y, loss, lam, fit_offset, Zw0, inner_tol)

@@ -72,10 +72,10 @@ def test_working_set_is_seeded_by_a_previous_solution():
     D = WedgeDictionary(X, p=1, bias=True)
     loss = get_loss("squared")
     Y = y[:, None]
-    first = solve_working_set(DictionaryColumns(D), X, Y, loss, 0.2)
+    first = solve_working_set(DictionaryColumns(D), Y, loss, 0.2)
     support = first.atoms.take(np.flatnonzero(np.any(first.solution.Z != 0, axis=1)))
-    warm = solve_working_set(DictionaryColumns(D), X, Y, loss, 0.15, initial_atoms=support)
-    cold = solve_working_set(DictionaryColumns(D), X, Y, loss, 0.15)
+    warm = solve_working_set(DictionaryColumns(D), Y, loss, 0.15, initial_atoms=support)
+    cold = solve_working_set(DictionaryColumns(D), Y, loss, 0.15)
     assert warm.solution.primal == pytest.approx(cold.solution.primal, rel=1e-6)
     assert warm.solution.gap <= 1e-6
 
