@@ -306,23 +306,8 @@ class WedgeDictionary:
         ``start``/``stop`` select a range of the source's subsets, so that independent
         workers can scan disjoint parts of the same dictionary.
         """
-        k = self.subset_size_
         if self.source == "exhaustive":
-            # Skip the all-directions subsets lazily; ranks count raw combinations.
-            it = itertools.islice(itertools.combinations(range(self.pool_size), k), start, stop)
-            while True:
-                flat = np.fromiter(
-                    itertools.chain.from_iterable(itertools.islice(it, chunk_size)),
-                    dtype=np.int64,
-                )
-                if flat.size == 0 and k > 0:
-                    return
-                combo = flat.reshape(-1, k) if k > 0 else np.zeros((1, 0), dtype=np.int64)
-                combo = self._valid_combo(combo)
-                if combo.shape[0]:
-                    yield combo
-                if k == 0:
-                    return
+            yield from self._combinations(chunk_size, start, stop)
         elif self.source == "sample":
             subs = self._sample_subsets()[start:stop]
             for i in range(0, subs.shape[0], chunk_size):
@@ -349,7 +334,7 @@ class WedgeDictionary:
         k, P = self.subset_size_, self.pool_size
         total = self.size // 2
         if self.n_hyperplanes >= total:
-            subs = np.concatenate(list(self.iter_subsets_exhaustive()), axis=0)
+            subs = np.concatenate(list(self._combinations(65536)), axis=0)
         else:
             rng = np.random.default_rng(self.seed)
             seen: set[bytes] = set()
@@ -377,13 +362,29 @@ class WedgeDictionary:
         self._sampled = subs
         return subs
 
-    def iter_subsets_exhaustive(self, chunk_size: int = 65536) -> Iterator[IntArray]:
-        saved = self.source
-        self.source = "exhaustive"
-        try:
-            yield from self.iter_subsets(chunk_size)
-        finally:
-            self.source = saved
+    def _combinations(
+        self, chunk_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[IntArray]:
+        """All (D-1)-subsets of the generator pool, in lexicographic order, by chunks.
+
+        Ranks ``start``/``stop`` count raw combinations; subsets of basis directions only
+        (w = 0 for biased neurons) are skipped lazily.
+        """
+        k = self.subset_size_
+        it = itertools.islice(itertools.combinations(range(self.pool_size), k), start, stop)
+        while True:
+            flat = np.fromiter(
+                itertools.chain.from_iterable(itertools.islice(it, chunk_size)),
+                dtype=np.int64,
+            )
+            if flat.size == 0 and k > 0:
+                return
+            combo = flat.reshape(-1, k) if k > 0 else np.zeros((1, 0), dtype=np.int64)
+            combo = self._valid_combo(combo)
+            if combo.shape[0]:
+                yield combo
+            if k == 0:
+                return
 
     def _given_subsets(self) -> tuple[IntArray, IntArray]:
         cached = getattr(self, "_given", None)

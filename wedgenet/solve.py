@@ -178,8 +178,6 @@ def solve(
         raise WedgeNetError(f"unknown source {source!r}; choose exhaustive or sample")
     loss_obj = get_loss(loss)
     X, Y, classes = check_inputs(X, y, loss_obj)
-    if loss_obj.name == "softmax" or Y.shape[1] > 1:
-        pass  # group norm over output rows (Thm 14)
     start = time.perf_counter()
     if progress is not None:
         progress(0.0, "building dictionary")
