@@ -72,6 +72,17 @@ def _cd_sweeps(
     return max_delta
 
 
+def _certificate(
+    K: FloatArray, R: FloatArray, Yc: FloatArray, Z: FloatArray, lam: float
+) -> tuple[float, float, float]:
+    """Primal value, dual bound and max column score for residual ``R`` (centered when the
+    offset is free, so that ``R`` is a feasible direction for the dual)."""
+    scores = column_scores(K, R)
+    max_score = float(scores.max()) if scores.size else 0.0
+    primal = 0.5 * float(np.sum(R * R)) + lam * float(np.sum(group_norms(Z)))
+    return primal, dual_bound(SquaredLoss(), R, Yc, lam, max_score), max_score
+
+
 def lasso_cd(
     K: FloatArray,
     Y: FloatArray,
@@ -102,7 +113,6 @@ def lasso_cd(
         With the dual bound over the columns of ``K``.
     """
     start = time.perf_counter()
-    loss = SquaredLoss()
     n, m = K.shape
     c = Y.shape[1]
     if fit_offset:
@@ -123,12 +133,6 @@ def lasso_cd(
     primal = dual = np.inf
     max_score = 0.0
 
-    def certify() -> tuple[float, float, float]:
-        scores = column_scores(Kc, R)
-        ms = float(scores.max()) if m else 0.0
-        pv = loss.value(R, np.zeros_like(R)) + lam * float(np.sum(group_norms(Z)))
-        return pv, dual_bound(loss, R, Yc, lam, ms), ms
-
     while sweeps < max_sweeps:
         _cd_sweeps(Kc, R, Z, col_sq, lam, all_idx, 1)
         sweeps += 1
@@ -136,7 +140,7 @@ def lasso_cd(
         if active.size:
             _cd_sweeps(Kc, R, Z, col_sq, lam, active, check_every)
             sweeps += check_every
-        primal, dual, max_score = certify()
+        primal, dual, max_score = _certificate(Kc, R, Yc, Z, lam)
         if relative_gap(primal, dual) <= tol:
             break
     t = ymean - kmean @ Z
@@ -178,25 +182,22 @@ def lasso_lars(
         raise ValueError("lasso_lars handles scalar output only")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LassoLars(
-            alpha=lam / n, fit_intercept=fit_offset, max_iter=max(500, 8 * m)
-        ).fit(K, Y[:, 0])
+        model = LassoLars(alpha=lam / n, fit_intercept=fit_offset, max_iter=max(500, 8 * m)).fit(
+            K, Y[:, 0]
+        )
     Z = np.asarray(model.coef_, dtype=float).reshape(m, 1)
     t = np.atleast_1d(np.asarray(model.intercept_, dtype=float)).reshape(1)
-    loss = SquaredLoss()
     R = Y - K @ Z - t
     if fit_offset:
         R = R - R.mean(axis=0)
-    scores = column_scores(K, R)
-    max_score = float(scores.max()) if m else 0.0
-    primal = loss.value(R, np.zeros_like(R)) + lam * float(np.sum(group_norms(Z)))
     Yc = Y - Y.mean(axis=0) if fit_offset else Y
+    primal, dual, max_score = _certificate(K, R, Yc, Z, lam)
     return ProgramSolution(
         Z=Z,
         t=t,
         V=R,
         primal=primal,
-        dual=dual_bound(loss, R, Yc, lam, max_score),
+        dual=dual,
         max_score=max_score,
         solve_time=time.perf_counter() - start,
         iterations=int(np.max(np.atleast_1d(model.n_iter_))),

@@ -82,6 +82,19 @@ class Atoms:
         idx = np.asarray(idx, dtype=np.int64)
         return Atoms(self.subsets[idx], self.normals[idx], self.signs[idx])
 
+    @classmethod
+    def oriented(cls, subsets: IntArray, normals: FloatArray, signs: IntArray | None) -> Atoms:
+        """Atoms of hyperplanes with orientation +1 ``normals``: with the given ``signs``, or
+        both orientations (all +1 rows, then all -1 rows) when ``signs`` is None."""
+        if signs is not None:
+            return cls(subsets, normals * signs[:, None], signs)
+        m = subsets.shape[0]
+        return cls(
+            np.concatenate([subsets, subsets]),
+            np.concatenate([normals, -normals]),
+            np.concatenate([np.ones(m, dtype=np.int64), -np.ones(m, dtype=np.int64)]),
+        )
+
     @staticmethod
     def concatenate(parts: Sequence[Atoms], n_gen: int, n_features: int) -> Atoms:
         if not parts:
@@ -484,26 +497,36 @@ class WedgeDictionary:
         return keep
 
     # ------------------------------------------------------------------ atoms
+    def iter_hyperplanes(
+        self,
+        chunk_size: int = 4096,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        dedupe: bool = True,
+    ) -> Iterator[tuple[IntArray, FloatArray, IntArray | None]]:
+        """Valid hyperplanes chunk by chunk: ``(subsets, normals, signs)``.
+
+        ``normals`` have orientation +1 (see :meth:`hyperplanes`); ``signs`` are the given
+        orientations for ``source="given"`` and None otherwise (both orientations). Given
+        index sets are never merged; ``dedupe`` applies to the other sources.
+        """
+        given_signs = self._given_subsets()[1] if self.source == "given" else None
+        offset = start
+        for subs in self.iter_subsets(chunk_size, start, stop):
+            keep, normals = self.hyperplanes(subs, dedupe=dedupe and given_signs is None)
+            signs = None
+            if given_signs is not None:
+                signs = given_signs[offset : offset + subs.shape[0]][keep]
+            yield subs[keep], normals, signs
+            offset += subs.shape[0]
+
     def iter_atoms(
         self, chunk_size: int = 4096, start: int = 0, stop: int | None = None
     ) -> Iterator[Atoms]:
         """Valid oriented hyperplanes, chunk by chunk (both orientations unless given)."""
-        given_signs = self._given_subsets()[1] if self.source == "given" else None
-        offset = start
-        for subs in self.iter_subsets(chunk_size, start, stop):
-            keep, normals = self.hyperplanes(subs, dedupe=self.source != "given")
-            subs_k = subs[keep]
-            if given_signs is not None:
-                signs = given_signs[offset : offset + subs.shape[0]][keep]
-                yield Atoms(subs_k, normals * signs[:, None], signs)
-            else:
-                m = keep.size
-                yield Atoms(
-                    np.concatenate([subs_k, subs_k]),
-                    np.concatenate([normals, -normals]),
-                    np.concatenate([np.ones(m, dtype=np.int64), -np.ones(m, dtype=np.int64)]),
-                )
-            offset += subs.shape[0]
+        for subs, normals, signs in self.iter_hyperplanes(chunk_size, start, stop):
+            yield Atoms.oriented(subs, normals, signs)
 
     def atoms(self, chunk_size: int = 65536) -> Atoms:
         """All atoms of the dictionary (materialized; mind :attr:`size`)."""

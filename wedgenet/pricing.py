@@ -135,29 +135,14 @@ class DictionaryColumns:
 
     def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
         D = self.dictionary
-        given = D.source == "given"
-        given_signs = D._given_subsets()[1] if given else None
-        offset = self.start
-        for subs in D.iter_subsets(self.chunk_size, self.start, self.stop):
-            # Duplicated hyperplanes only repeat scores; they are merged when they enter
-            # the working set (see canonical), so the scan skips that check.
-            keep, normals = D.hyperplanes(subs, dedupe=False)
+        # Duplicated hyperplanes only repeat scores; they are merged when they enter the
+        # working set (see canonical), so the scan skips that check.
+        for subs, normals, signs in D.iter_hyperplanes(
+            self.chunk_size, self.start, self.stop, dedupe=False
+        ):
             pos, neg = hyperplane_scores(D.X, normals, V)
-            sk = subs[keep]
-            if given_signs is not None:
-                signs = given_signs[offset : offset + subs.shape[0]][keep]
-                yield Atoms(sk, normals * signs[:, None], signs), np.where(signs > 0, pos, neg)
-            else:
-                m = keep.size
-                yield (
-                    Atoms(
-                        np.concatenate([sk, sk]),
-                        np.concatenate([normals, -normals]),
-                        np.concatenate([np.ones(m, dtype=np.int64), -np.ones(m, dtype=np.int64)]),
-                    ),
-                    np.concatenate([pos, neg]),
-                )
-            offset += subs.shape[0]
+            scores = np.concatenate([pos, neg]) if signs is None else np.where(signs > 0, pos, neg)
+            yield Atoms.oriented(subs, normals, signs), scores
 
     def columns(self, atoms: Atoms) -> FloatArray:
         """The dictionary columns of ``atoms``, shape (n, len(atoms))."""
