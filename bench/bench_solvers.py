@@ -38,7 +38,9 @@ def lasso_objective(K: np.ndarray, y: np.ndarray, z: np.ndarray, t: float, lam: 
     return 0.5 * float(np.sum((K @ z + t - y) ** 2)) + lam * float(np.abs(z).sum())
 
 
-def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) -> None:  # type: ignore[no-untyped-def]
+def run_problem(  # type: ignore[no-untyped-def]
+    name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call, cd: bool = True
+) -> None:
     n = K.shape[0]
     rows = []
     t0 = time.perf_counter()
@@ -54,7 +56,7 @@ def run_problem(name: str, K: np.ndarray, y: np.ndarray, lam: float, ws_call) ->
     rows.insert(1, ("wedgenet workingset (given K)", time.perf_counter() - t0, mat.solution.primal))
     from sklearn.linear_model import Lasso
 
-    for label, make in [
+    for label, make in [] if not cd else [
         ("scikit-learn Lasso", lambda: Lasso(alpha=lam / n, tol=1e-8, max_iter=2000)),
         ("celer Lasso", lambda: __import__("celer").Lasso(alpha=lam / n, tol=1e-8, max_iter=1000)),
         ("skglm Lasso", lambda: __import__("skglm").Lasso(alpha=lam / n, tol=1e-8, max_iter=1000)),
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller problems")
     ap.add_argument("--problems", default="spirals,gaussian", help="comma-separated subset")
     ap.add_argument("--spiral-n", type=int, default=100, help="two-spirals size (issue: 160)")
+    ap.add_argument("--no-cd", action="store_true", help="skip scikit-learn, celer and skglm")
     args = ap.parse_args()
     # Warm up numba once so compile time is not charged to the first problem.
     wn.solve(np.random.default_rng(0).standard_normal((8, 2)), np.arange(8.0), lam=0.1)
@@ -99,6 +102,7 @@ def main() -> None:
             y,
             lam,
             lambda: wn.solve(X, y, lam=lam, p=1, bias=True, solver="workingset"),
+            cd=not args.no_cd,
         )
     if "gaussian" not in problems:
         return
@@ -126,6 +130,7 @@ def main() -> None:
             n_columns=m // 2,
             solver="workingset",
         ),
+        cd=not args.no_cd,
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numba
@@ -31,6 +31,7 @@ from wedgenet.dictionary import Atoms, WedgeDictionary, features
 from wedgenet.programs import column_scores
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 # GNU OpenMP (numba's default parallel backend here) aborts any child forked after a parallel
 # region ran, which breaks subprocesses, Celery prefork pools and process pools. The
@@ -126,20 +127,40 @@ class ColumnSource(Protocol):
 
 @dataclass
 class DictionaryColumns:
-    """A :class:`WedgeDictionary` (or a range of it) as a streamed column source."""
+    """A :class:`WedgeDictionary` (or a range of it) as a streamed column source.
+
+    Column generation scans the same dictionary many times. When its hyperplanes (subsets
+    and normals) take at most ``cache_bytes``, the first scan keeps them and later scans only
+    run the scoring kernel; larger dictionaries are enumerated afresh on every scan, so that
+    memory stays bounded by the chunk size.
+    """
 
     dictionary: WedgeDictionary
     chunk_size: int = 16384
     start: int = 0
     stop: int | None = None
+    cache_bytes: int = 64 * 2**20
+    _cache: list[tuple[IntArray, FloatArray, IntArray | None]] | None = field(
+        default=None, init=False, repr=False
+    )
 
-    def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
+    def _hyperplane_chunks(self) -> Iterable[tuple[IntArray, FloatArray, IntArray | None]]:
+        if self._cache is not None:
+            return self._cache
         D = self.dictionary
         # Duplicated hyperplanes only repeat scores; they are merged when they enter the
         # working set (see canonical), so the scan skips that check.
-        for subs, normals, signs in D.iter_hyperplanes(
-            self.chunk_size, self.start, self.stop, dedupe=False
-        ):
+        chunks = D.iter_hyperplanes(self.chunk_size, self.start, self.stop, dedupe=False)
+        stop = D.n_raw_subsets if self.stop is None else min(self.stop, D.n_raw_subsets)
+        size = max(stop - self.start, 0) * 8 * (D.subset_size_ + D.n_features + 2)
+        if size > self.cache_bytes:
+            return chunks
+        self._cache = list(chunks)
+        return self._cache
+
+    def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
+        D = self.dictionary
+        for subs, normals, signs in self._hyperplane_chunks():
             pos, neg = hyperplane_scores(D.X, normals, V)
             scores = np.concatenate([pos, neg]) if signs is None else np.where(signs > 0, pos, neg)
             yield Atoms.oriented(subs, normals, signs), scores

@@ -2,8 +2,9 @@
 
 The full dictionary is never materialized. Each outer iteration
 
-1. solves the restricted program on the working set (coordinate descent for the squared
-   loss, warm-started; cvxpy for the other losses),
+1. solves the restricted program on the working set (squared loss: the active-set method of
+   :mod:`wedgenet.activeset` for scalar output, coordinate descent for vector output, both
+   warm-started; cvxpy for the other losses),
 2. forms the dual point ``V = -grad L`` at the restricted solution,
 3. *prices* every column of the dictionary chunk by chunk: ``||k_j^T V||_2``,
 4. scales ``V`` into the dual feasible set with the maximum score over **all** columns, which
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.cd import lasso_cd, lasso_lars
+from wedgenet.activeset import lasso_active_set
+from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import Atoms
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss
@@ -66,15 +68,18 @@ def solve_restricted(
 ) -> ProgramSolution:
     """The program on a materialized (small) dictionary.
 
-    Squared loss, scalar output: LARS (exact homotopy, robust to the nearly collinear ReLU
-    columns). Vector output: block coordinate descent (warm-started) with a sweep budget.
-    ReLU columns are often nearly collinear, where CD crawls (measured 10-40x slower than
-    CLARABEL on the two-spirals dictionary), so whatever misses ``tol`` is finished by the
-    interior-point solver. Other losses: cvxpy/CLARABEL.
+    Squared loss, scalar output: the primal active-set method (warm-started, exact on the
+    nearly collinear and exactly dependent ReLU columns; :mod:`wedgenet.activeset`). Vector
+    output: block coordinate descent (warm-started) with a sweep budget. ReLU columns are often
+    nearly collinear, where CD crawls (measured 10-40x slower than CLARABEL on the two-spirals
+    dictionary), so whatever misses ``tol`` is finished by the interior-point solver. Other
+    losses: cvxpy/CLARABEL.
     """
     if loss.name == "squared":
         if Y.shape[1] == 1:
-            sol = lasso_lars(K, Y, lam, fit_offset=fit_offset)
+            # Solved to rounding whatever ``tol`` asks: the last face solves are cheap, and
+            # an exact restricted solution gives partial pricing a dual point it can trust.
+            sol = lasso_active_set(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=min(tol, 1e-12))
             if sol.gap <= tol:
                 return sol
             Z0 = sol.Z
@@ -97,6 +102,7 @@ def solve_working_set(
     max_add: int = 1024,
     max_outer: int = 200,
     max_age: int = 3,
+    max_partial: int = 10,
     initial_atoms: Atoms | None = None,
     progress: Progress | None = None,
     pricer: Pricer | None = None,
@@ -125,6 +131,9 @@ def solve_working_set(
     partial_pricer : callable, optional
         ``partial_pricer(V, n_top, threshold, iteration)`` scanning a (random) part of the
         dictionary; tried before each full scan (partial pricing).
+    max_partial : int, default 10
+        At most this many partial-pricing rounds in a row; then a full scan runs (it reports
+        the gap over the whole dictionary and may stop), whatever the partial scans find.
     pricer : callable, optional
         ``pricer(V, n_top, threshold) -> PricingResult`` replacing the in-process scan of
         ``source`` (e.g. a scan split over several workers); it must cover every column.
@@ -182,6 +191,7 @@ def solve_working_set(
     outer = 0
     threshold = lam * (1 + 0.5 * tol)
     n_full = 0
+    n_partial_run = 0
     for outer in range(1, max_outer + 1):
         K_W = source.columns(W)
         Zw0 = None if Z is None else np.vstack([Z, np.zeros((len(W) - Z.shape[0], c))])
@@ -195,7 +205,7 @@ def solve_working_set(
         n_support = int(np.count_nonzero(np.any(Z != 0, axis=1)))
         n_add = int(min(max_add, max(min_add, 2 * n_support)))
         cand: Atoms | None = None
-        if partial_pricer is not None and n_full < max_outer:
+        if partial_pricer is not None and n_partial_run < max_partial:
             # Partial pricing: look for violators in a random part of the dictionary first;
             # the full scan (and with it the certificate) runs only when that finds none.
             part = partial_pricer(V, n_add, threshold, outer)
@@ -217,9 +227,11 @@ def solve_working_set(
                         f"column generation: partial scan {outer}, {len(W)} columns",
                     )
                 W, Z, age, keys = _grow(W, Z, age, cand, max_age)
+                n_partial_run += 1
                 continue
         scan = pricer(V, n_add, threshold)
         n_full += 1
+        n_partial_run = 0
         dual = dual_bound(loss, V, Y, lam, max(scan.max_score, inner.max_score))
         gap = last_gap = relative_gap(primal, dual)
         history.append(

@@ -49,6 +49,21 @@ def test_split_scans_merge_to_the_full_scan():
     np.testing.assert_allclose(merged.top_scores, full.top_scores)
 
 
+def test_cached_hyperplanes_give_the_same_scans_and_respect_the_budget():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 2))
+    D = WedgeDictionary(X, p=1, bias=True)
+    cached = DictionaryColumns(D, chunk_size=64)
+    streamed = DictionaryColumns(D, chunk_size=64, cache_bytes=0)
+    for seed in range(3):  # the first scan fills the cache, the others read it
+        V = np.random.default_rng(seed).standard_normal((30, 1))
+        a, b = price(cached, V, 10, 0.0), price(streamed, V, 10, 0.0)
+        assert a.n_columns == b.n_columns == D.size
+        assert a.max_score == b.max_score
+        np.testing.assert_array_equal(a.top_atoms.subsets, b.top_atoms.subsets)
+    assert cached._cache is not None and streamed._cache is None
+
+
 def test_partial_pricing_reaches_the_same_certified_optimum(monkeypatch):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((60, 2))

@@ -1,0 +1,423 @@
+"""Active-set (homotopy-free) Lasso solver that stays exact on dependent dictionaries.
+
+Solves the scalar-output squared-loss program of :mod:`wedgenet.programs`,
+
+``0.5 ||y - K z - t||^2 + lam ||z||_1``  (free offset ``t`` eliminated by centering),
+
+by the primal active-set method of Osborne, Presnell and Turlach (2000): on the current
+*face* (active columns ``A`` with fixed signs ``s_A``) the optimum solves the normal equations
+``K_A^T K_A z_A = K_A^T y - lam s_A``; a coefficient that would change sign is stepped to zero
+and dropped; at the optimum of the face the most violating column (``|k_j^T r| > lam``) joins.
+
+Why not LARS or coordinate descent. ReLU columns of neighbouring hyperplanes are nearly
+collinear, where coordinate descent crawls, and the two orientations of one hyperplane differ
+by an affine function (``relu(u) - relu(-u) = u``), so a few pairs make the active columns
+*exactly* linearly dependent. LARS (scikit-learn's ``LassoLars``) then stops early ("degenerate
+active set"), measured 0.2-1.0 relative gap on most working sets of the two-spirals and
+Gaussian d = 2 benchmarks. Here a column that lies in the span of the active ones is handled
+by a *null-space swap*: with ``k_j = K_A c``, moving ``z_j`` up by ``tau`` and ``z_A`` down by
+``tau c`` leaves the fit unchanged and strictly lowers the l1 term (because
+``|k_j^T r| = lam |c^T s_A| > lam``), until an active coefficient reaches zero and leaves. The
+active columns therefore stay linearly independent, and the Cholesky factor of their Gram
+matrix is updated in ``O(|A|^2)`` per change (appends; Givens rotations for deletions).
+
+The method warm-starts from any sign-consistent point, which column generation provides (the
+previous restricted solution), so a restricted solve after adding a few hundred columns
+typically takes a few dozen active-set changes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from wedgenet.cd import _certificate
+from wedgenet.programs import ProgramSolution
+
+FloatArray = NDArray[np.float64]
+
+#: Exit codes of the compiled loop.
+CONVERGED, MAX_ITER, NUMERICAL = 0, 1, 2
+
+
+@njit(cache=True)
+def _forward(L: np.ndarray, k: int, v: np.ndarray, out: np.ndarray) -> None:
+    """Solve ``L[:k, :k] out = v`` (lower triangular)."""
+    for i in range(k):
+        acc = v[i]
+        for j in range(i):
+            acc -= L[i, j] * out[j]
+        out[i] = acc / L[i, i]
+
+
+@njit(cache=True)
+def _backward(L: np.ndarray, k: int, v: np.ndarray, out: np.ndarray) -> None:
+    """Solve ``L[:k, :k]^T out = v``."""
+    for i in range(k - 1, -1, -1):
+        acc = v[i]
+        for j in range(i + 1, k):
+            acc -= L[j, i] * out[j]
+        out[i] = acc / L[i, i]
+
+
+@njit(cache=True)
+def _delete(L: np.ndarray, k: int, i: int) -> None:
+    """Cholesky factor of the Gram matrix without row/column ``i`` (in place, size k -> k-1).
+
+    Removing row ``i`` of ``L`` leaves a lower-Hessenberg block; Givens rotations on column
+    pairs ``(r, r+1)`` restore the triangle.
+    """
+    for r in range(i, k - 1):
+        for q in range(r + 2):
+            L[r, q] = L[r + 1, q]
+    for r in range(i, k - 1):
+        a = L[r, r]
+        b = L[r, r + 1]
+        rho = np.hypot(a, b)
+        if rho == 0.0:
+            continue
+        cs = a / rho
+        sn = b / rho
+        for q in range(r, k - 1):
+            x = L[q, r]
+            y = L[q, r + 1]
+            L[q, r] = cs * x + sn * y
+            L[q, r + 1] = -sn * x + cs * y
+        L[r, r + 1] = 0.0
+    for q in range(k):
+        L[k - 1, q] = 0.0
+        L[q, k - 1] = 0.0
+
+
+@njit(cache=True)
+def _project(
+    Kc: np.ndarray, L: np.ndarray, A: np.ndarray, k: int, j: int, u: np.ndarray, c: np.ndarray
+) -> float:
+    """Project column ``j`` on the active columns: ``u = L^{-1} K_A^T k_j``, ``k_j ~ K_A c``;
+    returns the norm of the residual ``k_j - K_A c``."""
+    n = Kc.shape[0]
+    v = np.empty(k)
+    for a in range(k):
+        acc = 0.0
+        col = A[a]
+        for i in range(n):
+            acc += Kc[i, col] * Kc[i, j]
+        v[a] = acc
+    _forward(L, k, v, u)
+    _backward(L, k, u, c)
+    res = 0.0
+    for i in range(n):
+        x = Kc[i, j]
+        for a in range(k):
+            x -= Kc[i, A[a]] * c[a]
+        res += x * x
+    return np.sqrt(res)
+
+
+@njit(cache=True)
+def _append(L: np.ndarray, k: int, u: np.ndarray, delta: float) -> None:
+    for q in range(k):
+        L[k, q] = u[q]
+        L[q, k] = 0.0
+    L[k, k] = delta
+
+
+@njit(cache=True)
+def _face_solve(
+    Kc: np.ndarray,
+    yc: np.ndarray,
+    b: np.ndarray,
+    L: np.ndarray,
+    A: np.ndarray,
+    s: np.ndarray,
+    k: int,
+    lam: float,
+    out: np.ndarray,
+) -> None:
+    """Optimum of the face: ``K_A^T K_A z = K_A^T y - lam s`` with one step of iterative
+    refinement (the Gram matrix squares the conditioning of nearly collinear columns)."""
+    n = Kc.shape[0]
+    rhs = np.empty(k)
+    tmp = np.empty(k)
+    for a in range(k):
+        rhs[a] = b[A[a]] - lam * s[a]
+    _forward(L, k, rhs, tmp)
+    _backward(L, k, tmp, out)
+    r = yc.copy()
+    for a in range(k):
+        col = A[a]
+        za = out[a]
+        for i in range(n):
+            r[i] -= Kc[i, col] * za
+    for a in range(k):
+        col = A[a]
+        acc = 0.0
+        for i in range(n):
+            acc += Kc[i, col] * r[i]
+        rhs[a] = acc - lam * s[a]
+    _forward(L, k, rhs, tmp)
+    corr = np.empty(k)
+    _backward(L, k, tmp, corr)
+    for a in range(k):
+        out[a] += corr[a]
+
+
+@njit(cache=True)
+def _active_set_loop(
+    Kc: np.ndarray,
+    yc: np.ndarray,
+    lam: float,
+    z0: np.ndarray,
+    tol: float,
+    max_iter: int,
+    eps_dep: float,
+    kkt_tol: float,
+) -> tuple[np.ndarray, int, int]:
+    n, m = Kc.shape
+    KcT = Kc.T  # C-contiguous view of the Fortran-ordered matrix: BLAS matrix-vector products
+    b = np.dot(KcT, yc)
+    col_norm = np.empty(m)
+    for j in range(m):
+        sq = 0.0
+        for i in range(n):
+            sq += Kc[i, j] * Kc[i, j]
+        col_norm[j] = np.sqrt(sq)
+    cap = min(n, m) + 1
+    L = np.zeros((cap, cap))
+    A = np.empty(cap, dtype=np.int64)
+    s = np.empty(cap)
+    w = np.zeros(cap)
+    inA = np.zeros(m, dtype=np.bool_)
+    u = np.empty(cap)
+    cc = np.empty(cap)
+    wstar = np.empty(cap)
+    k = 0
+
+    # Warm start: the sign-consistent point z0 restricted to independent columns.
+    order = np.argsort(-np.abs(z0))
+    for jj in range(m):
+        j = order[jj]
+        if z0[j] == 0.0 or k >= cap - 1:
+            break
+        if col_norm[j] == 0.0:
+            continue
+        delta = _project(Kc, L, A, k, j, u, cc)
+        if delta <= eps_dep * col_norm[j]:
+            continue
+        _append(L, k, u, delta)
+        A[k] = j
+        s[k] = 1.0 if z0[j] > 0 else -1.0
+        w[k] = z0[j]
+        inA[j] = True
+        k += 1
+
+    zfull = np.zeros(m)
+    status = MAX_ITER
+    it = 0
+    while it < max_iter:
+        it += 1
+        # 1. Optimum of the current face; step back to the first sign change.
+        _face_solve(Kc, yc, b, L, A, s, k, lam, wstar)
+        tmin = 2.0
+        i0 = -1
+        for a in range(k):
+            if s[a] * wstar[a] < 0.0:
+                t = w[a] / (w[a] - wstar[a])
+                if t < tmin:
+                    tmin = t
+                    i0 = a
+        if i0 >= 0:
+            for a in range(k):
+                w[a] += tmin * (wstar[a] - w[a])
+                if s[a] * w[a] < 0.0:
+                    w[a] = 0.0
+            inA[A[i0]] = False
+            _delete(L, k, i0)
+            for a in range(i0, k - 1):
+                A[a] = A[a + 1]
+                s[a] = s[a + 1]
+                w[a] = w[a + 1]
+            k -= 1
+            continue
+        finite = True
+        for a in range(k):
+            finite = finite and np.isfinite(wstar[a])
+        if not finite:
+            status = NUMERICAL
+            break
+        for a in range(k):
+            w[a] = wstar[a]
+        # 2. Residual, correlations, duality gap on this dictionary.
+        zfull[:] = 0.0
+        for a in range(k):
+            zfull[A[a]] = w[a]
+        r = yc - np.dot(Kc, zfull)
+        corr = np.dot(KcT, r)
+        rr = 0.0
+        ry = 0.0
+        for i in range(n):
+            rr += r[i] * r[i]
+            ry += r[i] * yc[i]
+        max_c = 0.0
+        best = -1
+        best_c = 0.0
+        for j in range(m):
+            acc = corr[j]
+            if abs(acc) > max_c:
+                max_c = abs(acc)
+            if not inA[j] and abs(acc) > best_c:
+                best_c = abs(acc)
+                best = j
+        l1 = 0.0
+        for a in range(k):
+            l1 += abs(w[a])
+        primal = 0.5 * rr + lam * l1
+        s_max = 1.0 if max_c <= lam else lam / max_c
+        scale = s_max
+        if rr > 0.0:
+            scale = min(max(ry / rr, 0.0), s_max)
+            if scale == 0.0:
+                scale = s_max
+        dual = scale * ry - 0.5 * scale * scale * rr
+        if (
+            primal - dual <= tol * max(abs(primal), 1e-300)
+            or best < 0
+            or best_c <= lam * (1.0 + kkt_tol)
+        ):
+            status = CONVERGED
+            break
+        # 3. The most violating column joins (sign of its correlation).
+        j = best
+        sigma = 1.0 if corr[j] > 0 else -1.0
+        if k >= cap - 1:
+            status = NUMERICAL
+            break
+        delta = _project(Kc, L, A, k, j, u, cc)
+        if delta <= eps_dep * col_norm[j]:
+            # Null-space swap: k_j ~ K_A c; z_j += sigma tau, z_A -= sigma tau c keeps the fit
+            # and lowers the l1 term until an active coefficient reaches zero.
+            tau = np.inf
+            i0 = -1
+            for a in range(k):
+                if s[a] * sigma * cc[a] > 0.0:
+                    t = abs(w[a]) / abs(cc[a])
+                    if t < tau:
+                        tau = t
+                        i0 = a
+            if i0 < 0:
+                status = NUMERICAL
+                break
+            for a in range(k):
+                w[a] -= sigma * tau * cc[a]
+                if s[a] * w[a] < 0.0:
+                    w[a] = 0.0
+            inA[A[i0]] = False
+            _delete(L, k, i0)
+            for a in range(i0, k - 1):
+                A[a] = A[a + 1]
+                s[a] = s[a + 1]
+                w[a] = w[a + 1]
+            k -= 1
+            delta = _project(Kc, L, A, k, j, u, cc)
+            if not delta > 0.0:
+                status = NUMERICAL
+                break
+            _append(L, k, u, delta)
+            A[k] = j
+            s[k] = sigma
+            w[k] = sigma * tau
+        else:
+            _append(L, k, u, delta)
+            A[k] = j
+            s[k] = sigma
+            w[k] = 0.0
+        inA[j] = True
+        k += 1
+    z = np.zeros(m)
+    for a in range(k):
+        z[A[a]] = w[a]
+    return z, it, status
+
+
+def lasso_active_set(
+    K: FloatArray,
+    Y: FloatArray,
+    lam: float,
+    *,
+    fit_offset: bool = True,
+    Z0: FloatArray | None = None,
+    tol: float = 1e-12,
+    max_iter: int | None = None,
+    eps_dep: float = 1e-7,
+    kkt_tol: float = 1e-10,
+) -> ProgramSolution:
+    """Scalar-output squared-loss Lasso by the primal active-set method.
+
+    Parameters
+    ----------
+    K : ndarray of shape (n, m)
+    Y : ndarray of shape (n, 1)
+    lam : float
+    fit_offset : bool, default True
+        Free output bias (eliminated by centering ``K`` and ``Y``).
+    Z0 : ndarray of shape (m, 1), optional
+        Warm start (any point; its linearly independent support is kept with its signs).
+    tol : float, default 1e-12
+        Stop when the relative duality gap on ``K`` is at most ``tol``.
+    max_iter : int, optional
+        Active-set changes; default ``20 * min(n, m) + 100``.
+    eps_dep : float, default 1e-7
+        A column whose distance to the span of the active columns is at most ``eps_dep``
+        times its norm counts as dependent (null-space swap instead of a new column).
+    kkt_tol : float, default 1e-10
+        Also stop when no inactive column violates its dual constraint by more than
+        ``lam * kkt_tol``: below that, rounding decides which column looks worst, and the
+        method would only swap dependent columns back and forth.
+
+    Returns
+    -------
+    ProgramSolution
+        ``solver="activeset"``; ``iterations`` is the number of active-set changes. The gap
+        is measured as in :func:`wedgenet.cd.lasso_cd`; a run that stops on ``max_iter`` or
+        a numerical failure simply reports its (larger) gap, for a fallback to decide.
+    """
+    start = time.perf_counter()
+    K = np.asarray(K, dtype=float)
+    n, m = K.shape
+    if Y.shape != (n, 1):
+        raise ValueError(f"lasso_active_set handles scalar output only, got Y of shape {Y.shape}")
+    if fit_offset:
+        kmean = K.mean(axis=0)
+        ymean = Y.mean(axis=0)
+        Kc = np.asfortranarray(K - kmean)
+        Yc = Y - ymean
+    else:
+        kmean = np.zeros(m)
+        ymean = np.zeros(1)
+        Kc = np.asfortranarray(K)
+        Yc = np.asarray(Y, dtype=float)
+    z0 = np.zeros(m) if Z0 is None else np.asarray(Z0, dtype=float).reshape(m)
+    if max_iter is None:
+        max_iter = 20 * min(n, m) + 100
+    z, iterations, _status = _active_set_loop(
+        Kc, np.ascontiguousarray(Yc[:, 0]), float(lam), z0, float(tol), int(max_iter), eps_dep,
+        kkt_tol,
+    )
+    Z = z.reshape(m, 1)
+    R = Yc - Kc @ Z
+    primal, dual, max_score = _certificate(Kc, R, Yc, Z, lam)
+    t = ymean - kmean @ Z
+    return ProgramSolution(
+        Z=Z,
+        t=np.asarray(t, dtype=float).reshape(1),
+        V=R,
+        primal=primal,
+        dual=dual,
+        max_score=max_score,
+        solve_time=time.perf_counter() - start,
+        iterations=int(iterations),
+        solver="activeset",
+    )
