@@ -74,10 +74,11 @@ class SolveParams(BaseModel):
         description="split every full pricing scan into this many parts, priced by any free "
         "workers (1: the job's worker scans alone). Needs solver 'auto' or 'workingset'; at "
         "most WEDGENET_MAX_SCAN_PARTS")
-    warm_start: Literal["none", "polish"] = Field(
+    warm_start: Literal["none", "polish", "sample"] = Field(
         default="none",
         description="'polish': seed the working set with the index sets of the polished "
-        "neurons of a quickly trained network (wedgenet.seed_index_sets); the result does not "
+        "neurons of a quickly trained network (wedgenet.seed_index_sets); 'sample': with 256 "
+        "randomly sampled hyperplanes (wedgenet.sample_index_sets); the result does not "
         "depend on it")
     l2_bound: bool = Field(
         default=True,

@@ -19,7 +19,7 @@ from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.pricing import DictionaryColumns, PricingResult, price
 from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
-from wedgenet.validation import check_inputs
+from wedgenet.validation import check_inputs, check_X
 from wedgenet.workingset import solve_working_set
 
 FloatArray = NDArray[np.float64]
@@ -363,6 +363,27 @@ def seed_index_sets(
             samples = tuple(sorted(int(i) for i in rows))
             sets |= {IndexSet(samples, (), 1), IndexSet(samples, (), -1)}
     return sorted(sets, key=lambda s: (s.samples, s.sign))
+
+
+def sample_index_sets(
+    X: Any, n_hyperplanes: int = 256, *, p: int = 1, bias: bool = True, seed: int = 0
+) -> list[IndexSet]:
+    """Index sets of randomly sampled hyperplanes, in both orientations (a warm start).
+
+    The hyperplanes are drawn as by ``source="sample"`` (random subsets of the samples and,
+    for p = 1, the basis directions). A cheap alternative to :func:`seed_index_sets` when
+    no trained network is at hand; like every warm start it does not change the result.
+    """
+    if n_hyperplanes < 1:
+        raise WedgeNetError(f"n_hyperplanes must be >= 1, got {n_hyperplanes}")
+    D = WedgeDictionary(
+        check_X(X), p=p, bias=bias, source="sample", n_hyperplanes=n_hyperplanes, seed=seed
+    )
+    atoms = D.atoms()
+    return sorted(
+        {D.index_set(atoms.subsets[i], int(atoms.signs[i])) for i in range(len(atoms))},
+        key=lambda s: (s.samples, s.directions, s.sign),
+    )
 
 
 #: Exhaustive dictionaries with more hyperplanes than this use partial pricing: each outer

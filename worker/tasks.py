@@ -339,19 +339,25 @@ def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[s
         progress(fraction * scale, stage)
 
     initial = None
-    if params.get("warm_start", "none") == "polish":
-        progress(0.0, "warm start: training and polishing a quick network")
+    warm = params.get("warm_start", "none")
+    if warm in ("polish", "sample"):
         t0 = time.perf_counter()
+        p_, bias_, seed_ = int(engine.get("p", 1)), bool(engine.get("bias", True)), int(
+            engine.get("seed", 0))
         try:
-            initial = wedgenet.seed_index_sets(
-                X, y, loss=engine.get("loss", "squared"), p=int(engine.get("p", 1)),
-                bias=bool(engine.get("bias", True)), lam=float(engine["lam"]),
-                seed=int(engine.get("seed", 0)))
-            extra["warm_start"] = {"kind": "polish", "n_index_sets": len(initial),
+            if warm == "polish":
+                progress(0.0, "warm start: training and polishing a quick network")
+                initial = wedgenet.seed_index_sets(
+                    X, y, loss=engine.get("loss", "squared"), p=p_, bias=bias_,
+                    lam=float(engine["lam"]), seed=seed_)
+            else:
+                progress(0.0, "warm start: sampling hyperplanes")
+                initial = wedgenet.sample_index_sets(X, 256, p=p_, bias=bias_, seed=seed_)
+            extra["warm_start"] = {"kind": warm, "n_index_sets": len(initial),
                                    "time": time.perf_counter() - t0}
         except Exception as exc:  # only a warm start: solve without it
             log.warning("warm start of job %s failed: %s", job_id, exc)
-            extra["warm_start"] = {"kind": "polish", "n_index_sets": 0,
+            extra["warm_start"] = {"kind": warm, "n_index_sets": 0,
                                    "error": f"{type(exc).__name__}: {exc}"[:500]}
     pricer = None
     if int(params.get("scan_parts", 1)) > 1:

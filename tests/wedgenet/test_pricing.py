@@ -119,6 +119,22 @@ def test_seeding_from_polished_neurons():
     assert seeded.primal_objective == pytest.approx(plain.primal_objective, rel=1e-6)
 
 
+@pytest.mark.parametrize("p", [1, 2])
+def test_seeding_from_random_hyperplanes(p):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 2))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.standard_normal(40)
+    sets = wn.sample_index_sets(X, 30, p=p, seed=1)
+    assert sets and len(sets) <= 60
+    assert sets == wn.sample_index_sets(X, 30, p=p, seed=1)  # reproducible
+    seeded = wn.solve(X, y, p=p, lam=0.05, initial=sets)
+    plain = wn.solve(X, y, p=p, lam=0.05)
+    assert seeded.certified
+    assert seeded.primal_objective == pytest.approx(plain.primal_objective, rel=1e-6)
+    with pytest.raises(wn.WedgeNetError, match="n_hyperplanes"):
+        wn.sample_index_sets(X, 0)
+
+
 def test_distributed_pricer_gives_the_same_certified_result():
     from wedgenet.pricing import merge_pricing, split_ranges
 

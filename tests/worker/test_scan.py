@@ -199,6 +199,20 @@ def test_warm_start_and_l2_bound(client, upload) -> None:
     assert l2["lower_bound"] == pytest.approx(rep.bound.lower_bound, rel=1e-6)
 
 
+def test_warm_start_from_sampled_hyperplanes(client, upload) -> None:
+    import wedgenet
+
+    X, y = small_problem()
+    job_id = _submit(client, upload, X, y, p=1, warm_start="sample")
+    assert run_pending_jobs() == ["succeeded"]
+    net = _network(client, job_id)
+    ref = wedgenet.solve(X, y, lam=0.1, p=1)
+    assert net["certified"]
+    assert net["primal_objective"] == pytest.approx(ref.primal_objective, rel=1e-6)
+    warm = net["summary"]["warm_start"]
+    assert warm["kind"] == "sample" and warm["n_index_sets"] > 0
+
+
 def test_l2_bound_falls_back_to_sampled_and_skips(client, upload, monkeypatch) -> None:
     from app.core.config import get_settings
 
