@@ -82,6 +82,7 @@ from wedgenet.exceptions import WedgeNetError
 from wedgenet.geometry import cross
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import Neuron, TwoLayerNetwork
+from wedgenet.programs import CLARABEL_OPTS
 from wedgenet.validation import check_inputs, check_X
 
 FloatArray = NDArray[np.float64]
@@ -113,14 +114,7 @@ PRUNE_RTOL = 1e-7
 LABEL_CERTIFIED = "certified lower bound"
 LABEL_ESTIMATE = "estimate (sampled patterns)"
 
-#: High-accuracy CLARABEL settings (as in :mod:`wedgenet.programs`).
-_CLARABEL_OPTS: dict[str, Any] = {
-    "tol_gap_abs": 1e-12,
-    "tol_gap_rel": 1e-12,
-    "tol_feas": 1e-12,
-    "tol_ktratio": 1e-10,
-    "max_iter": 500,
-}
+_CLARABEL_OPTS = CLARABEL_OPTS
 _CLARABEL_LOOSE_OPTS: dict[str, Any] = {
     "tol_gap_abs": 1e-10,
     "tol_gap_rel": 1e-10,

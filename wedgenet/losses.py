@@ -56,8 +56,15 @@ class Loss:
         raise NotImplementedError
 
     def optimal_offset(self, U: FloatArray, Y: FloatArray, t0: FloatArray) -> FloatArray:
-        """The output bias minimizing ``L(U + 1 t, Y)`` (Newton from ``t0``)."""
+        """The output bias minimizing ``L(U + 1 t, Y)`` (Newton from ``t0``).
+
+        Scalar output: safeguarded Newton inside a bracket of the (monotone) derivative, so
+        that vanishing curvature (every sample far from the boundary) cannot throw the offset
+        to infinity. Vector output: damped Newton.
+        """
         t = np.array(t0, dtype=float).reshape(-1)
+        if t.size == 1:
+            return np.array([self._offset_1d(U, Y, float(t[0]))])
         for _ in range(50):
             G = self.grad(U + t, Y).sum(axis=0)
             if np.max(np.abs(G)) <= 1e-13 * max(1.0, U.shape[0]):
@@ -69,9 +76,49 @@ class Loss:
             alpha = 1.0
             while alpha > 1e-10 and self.value(U + t - alpha * step, Y) > f0 + 1e-15 * abs(f0):
                 alpha *= 0.5
+            if alpha <= 1e-10:
+                break
             t = t - alpha * step
             if alpha * np.max(np.abs(step)) < 1e-15 * (1 + np.max(np.abs(t))):
                 break
+        return t
+
+    def _offset_1d(self, U: FloatArray, Y: FloatArray, t: float) -> float:
+        def slope(x: float) -> float:
+            return float(self.grad(U + x, Y).sum())
+
+        tol = 1e-13 * max(1.0, U.shape[0])
+        g = slope(t)
+        if abs(g) <= tol:
+            return t
+        # Bracket the root of the increasing derivative, expanding geometrically.
+        lo, hi, width = t, t, 1.0
+        for _ in range(2000):
+            if g > 0:
+                lo = t - width
+                if slope(lo) <= 0:
+                    break
+                hi = lo
+            else:
+                hi = t + width
+                if slope(hi) >= 0:
+                    break
+                lo = hi
+            width *= 2.0
+        else:  # pragma: no cover - the derivative of a two-class loss changes sign
+            return t
+        for _ in range(200):
+            H = float(self._offset_hessian(U + t, Y)[0, 0])
+            x = t - g / H if H > 1e-300 else np.nan
+            if not lo < x < hi:
+                x = 0.5 * (lo + hi)  # Newton left the bracket: bisect
+            t, g = x, slope(x)
+            if abs(g) <= tol or hi - lo <= 4e-16 * max(1.0, abs(t)):
+                break
+            if g > 0:
+                hi = t
+            else:
+                lo = t
         return t
 
     def _offset_hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:

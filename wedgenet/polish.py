@@ -651,21 +651,13 @@ def _solve_given(
     return sol
 
 
-#: Looser CLARABEL settings, tried when the high-accuracy ones fail numerically.
-_CLARABEL_LOOSE = {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8,
-                   "tol_ktratio": 1e-6, "max_iter": 500}
-
-
 def _solve_cvxpy_robust(
     K: FloatArray, Y: FloatArray, loss: Loss, lam: float, fit_offset: bool, tol: float
 ) -> ProgramSolution:
-    """cvxpy/CLARABEL; on a numerical failure looser settings, then proximal gradient."""
+    """cvxpy/CLARABEL (which retries with looser settings itself); on a numerical failure
+    SCS for the hinge loss, proximal gradient for the smooth ones."""
     try:
         return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
-    except WedgeNetError:
-        pass
-    try:
-        return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset, solver_opts=_CLARABEL_LOOSE)
     except WedgeNetError:
         if not loss.smooth:
             return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset, solver="SCS")

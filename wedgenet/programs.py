@@ -260,6 +260,15 @@ CLARABEL_OPTS: dict[str, Any] = {
     "tol_ktratio": 1e-10,
     "max_iter": 500,
 }
+#: Looser CLARABEL settings, tried when the high-accuracy ones fail numerically (the
+#: solution is then sharpened by :func:`finish`, and its gap is reported either way).
+CLARABEL_LOOSE_OPTS: dict[str, Any] = {
+    "tol_gap_abs": 1e-8,
+    "tol_gap_rel": 1e-8,
+    "tol_feas": 1e-8,
+    "tol_ktratio": 1e-6,
+    "max_iter": 500,
+}
 
 
 def solve_cvxpy(
@@ -285,6 +294,12 @@ def solve_cvxpy(
         Free (unregularized) output bias.
     solver : str, default "CLARABEL"
         Any cvxpy solver able to handle the loss's cone (CLARABEL handles all four).
+    solver_opts : dict, optional
+        Solver settings. For CLARABEL without them: the high-accuracy
+        :data:`CLARABEL_OPTS`; on a numerical failure the same with shorter interior-point
+        steps (``max_step_fraction=0.9``), then :data:`CLARABEL_LOOSE_OPTS` so, then the
+        solver's defaults (measured: the tight settings alone fail on the logistic program
+        over the full two-spirals dictionary at n = 60; shorter steps solve it to 6e-14).
     """
     import cvxpy as cp
 
@@ -307,17 +322,30 @@ def solve_cvxpy(
         margin = None
         data_term = loss.cvxpy(U, Y)
     prob = cp.Problem(cp.Minimize(data_term + lam * reg), constraints)
-    opts: dict[str, Any] = dict(CLARABEL_OPTS) if solver == "CLARABEL" else {}
-    opts.update(solver_opts or {})
-    try:
-        with warnings.catch_warnings():
-            # "Solution may be inaccurate": judged by the duality gap we report instead.
-            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-            prob.solve(solver=solver, **opts)
-    except cp.error.SolverError as exc:  # pragma: no cover - solver failure path
-        raise WedgeNetError(f"cvxpy solver {solver} failed: {exc}") from exc
-    if Zv.value is None:
-        raise WedgeNetError(f"cvxpy solver {solver} returned status {prob.status}")
+    attempts: list[dict[str, Any]] = [dict(solver_opts or {})]
+    if solver == "CLARABEL" and solver_opts is None:
+        attempts = [
+            dict(CLARABEL_OPTS),
+            {**CLARABEL_OPTS, "max_step_fraction": 0.9},
+            {**CLARABEL_LOOSE_OPTS, "max_step_fraction": 0.9},
+            {},
+        ]
+    failure = ""
+    for opts in attempts:
+        try:
+            with warnings.catch_warnings():
+                # "Solution may be inaccurate": judged by the duality gap we report instead.
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                prob.solve(solver=solver, **opts)
+        except cp.error.SolverError as exc:
+            failure = f"cvxpy solver {solver} failed: {exc}"
+            continue
+        if Zv.value is None:
+            failure = f"cvxpy solver {solver} returned status {prob.status}"
+            continue
+        break
+    else:
+        raise WedgeNetError(failure)
     Z = np.asarray(Zv.value, dtype=float)
     t = np.asarray(tv.value, dtype=float).reshape(-1) if tv is not None else np.zeros(c)
     V = None

@@ -4,7 +4,8 @@ The full dictionary is never materialized. Each outer iteration
 
 1. solves the restricted program on the working set (squared loss: the active-set method of
    :mod:`wedgenet.activeset` for scalar output, coordinate descent for vector output, both
-   warm-started; cvxpy for the other losses),
+   warm-started; logistic: proximal Newton over the same active-set method; cvxpy for the
+   other losses),
 2. forms the dual point ``V = -grad L`` at the restricted solution,
 3. *prices* every column of the dictionary chunk by chunk: ``||k_j^T V||_2``,
 4. scales ``V`` into the dual feasible set with the maximum score over **all** columns, which
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.activeset import lasso_active_set
+from wedgenet.activeset import lasso_active_set, logistic_prox_newton
 from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import Atoms
 from wedgenet.exceptions import WedgeNetError
@@ -72,8 +73,10 @@ def solve_restricted(
     nearly collinear and exactly dependent ReLU columns; :mod:`wedgenet.activeset`). Vector
     output: block coordinate descent (warm-started) with a sweep budget. ReLU columns are often
     nearly collinear, where CD crawls (measured 10-40x slower than CLARABEL on the two-spirals
-    dictionary), so whatever misses ``tol`` is finished by the interior-point solver. Other
-    losses: cvxpy/CLARABEL.
+    dictionary), so whatever misses ``tol`` is finished by the interior-point solver. Logistic
+    loss: proximal Newton with the active-set method for its weighted Lasso steps
+    (:func:`wedgenet.activeset.logistic_prox_newton`). Other losses, and whatever misses
+    ``tol``: cvxpy/CLARABEL.
     """
     if loss.name == "squared":
         if Y.shape[1] == 1:
@@ -84,6 +87,10 @@ def solve_restricted(
                 return sol
             Z0 = sol.Z
         sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol, max_sweeps=cd_sweeps)
+        if sol.gap <= tol:
+            return sol
+    elif loss.name == "logistic":
+        sol = logistic_prox_newton(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
         if sol.gap <= tol:
             return sol
     return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from wedgenet.activeset import _delete, lasso_active_set
+from wedgenet.activeset import _delete, lasso_active_set, logistic_prox_newton, weighted_lasso
 from wedgenet.losses import get_loss
 from wedgenet.programs import solve_cvxpy
 
@@ -129,3 +129,55 @@ def test_iteration_cap_reports_an_honest_gap() -> None:
     ref = lasso_active_set(K, y, 0.01)
     assert sol.gap > 1e-6  # stopped early, and says so
     assert sol.primal >= ref.primal
+
+
+@pytest.mark.parametrize("fit_offset", [True, False])
+def test_logistic_prox_newton_matches_cvxpy(fit_offset: bool) -> None:
+    rng = np.random.default_rng(7)
+    n = 60
+    X = rng.standard_normal((n, 2))
+    y = np.where(X[:, 0] * X[:, 1] > 0, 1.0, -1.0)[:, None]  # XOR-like labels
+    W = rng.standard_normal((3, 80))
+    U = np.c_[X, np.ones(n)] @ W
+    K = np.c_[np.maximum(U, 0), np.maximum(-U, 0)]  # exactly dependent pairs included
+    loss = get_loss("logistic")
+    for lam in [0.02, 0.3, 3.0]:
+        ref = solve_cvxpy(K, y, loss, lam, fit_offset=fit_offset)
+        sol = logistic_prox_newton(K, y, lam, fit_offset=fit_offset)
+        assert sol.gap <= 1e-9
+        assert sol.primal <= ref.primal * (1 + 1e-9)
+        assert sol.primal == pytest.approx(ref.primal, rel=1e-8)
+
+
+def test_logistic_prox_newton_from_a_far_warm_start() -> None:
+    # A warm start with huge margins (vanishing curvature) must neither overflow the offset
+    # nor stop early.
+    rng = np.random.default_rng(8)
+    n = 50
+    X = rng.standard_normal((n, 2))
+    y = np.where(X[:, 0] > 0.2, 1.0, -1.0)[:, None]
+    K = np.maximum(np.c_[X, np.ones(n)] @ rng.standard_normal((3, 40)), 0)
+    Z0 = 50.0 * rng.standard_normal((40, 1))
+    cold = logistic_prox_newton(K, y, 0.1)
+    warm = logistic_prox_newton(K, y, 0.1, Z0=Z0)
+    assert np.all(np.isfinite(warm.Z)) and np.isfinite(warm.t).all()
+    assert warm.gap <= 1e-9
+    assert warm.primal == pytest.approx(cold.primal, rel=1e-9)
+
+
+def test_weighted_lasso_matches_cvxpy() -> None:
+    rng = np.random.default_rng(9)
+    K = rng.standard_normal((30, 12))
+    y = rng.standard_normal(30)
+    w = rng.uniform(0.1, 3.0, 30)
+    z, t, ok = weighted_lasso(K, y, w, 0.5)
+    assert ok
+    obj = 0.5 * np.sum(w * (K @ z + t - y) ** 2) + 0.5 * np.abs(z).sum()
+    import cvxpy as cp
+
+    zz, tt = cp.Variable(12), cp.Variable()
+    prob = cp.Problem(
+        cp.Minimize(0.5 * cp.sum(cp.multiply(w, cp.square(K @ zz + tt - y))) + 0.5 * cp.norm1(zz))
+    )
+    prob.solve(solver="CLARABEL")
+    assert obj == pytest.approx(prob.value, rel=1e-7)

@@ -58,6 +58,25 @@ def test_fast_path_agrees_with_cvxpy_reference(loss, p, bias):
     assert ref.dual_objective <= fast.primal_objective * (1 + 1e-9)
 
 
+def test_logistic_working_set_on_spirals_is_certified_without_fallback(monkeypatch):
+    # Two spirals, n = 200: the restricted logistic programs are solved by proximal Newton;
+    # warm starts there once threw the offset to ~1e290 (vanishing curvature).
+    import wedgenet.workingset as ws_mod
+
+    fallbacks = []
+    real = ws_mod.solve_cvxpy
+    monkeypatch.setattr(ws_mod, "solve_cvxpy", lambda *a, **k: fallbacks.append(1) or real(*a, **k))
+    t = np.linspace(0.5, 3 * np.pi, 100)
+    a = np.c_[t * np.cos(t), t * np.sin(t)] / 5
+    X, y = np.r_[a, -a], np.r_[np.ones(100), -np.ones(100)]
+    r = wn.solve(X, y, loss="logistic", lam=0.05, p=1, bias=True, solver="workingset")
+    assert r.certified and r.relative_gap <= 1e-6
+    assert np.isfinite(r.primal_objective)
+    assert not fallbacks
+    obj = wn.network_objective(r.network, X, y, loss="logistic", lam=0.05, p=1)
+    assert obj == pytest.approx(r.primal_objective, rel=1e-8)
+
+
 def test_vector_output_group_lasso():
     X, y = data(12)
     Y = np.column_stack([y, np.cos(X[:, 0])])
