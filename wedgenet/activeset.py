@@ -401,30 +401,18 @@ def lasso_active_set(
     n, m = K.shape
     if Y.shape != (n, 1):
         raise ValueError(f"lasso_active_set handles scalar output only, got Y of shape {Y.shape}")
-    if fit_offset:
-        kmean = K.mean(axis=0)
-        ymean = Y.mean(axis=0)
-        Kc = np.asfortranarray(K - kmean)
-        Yc = Y - ymean
-    else:
-        kmean = np.zeros(m)
-        ymean = np.zeros(1)
-        Kc = np.asfortranarray(K)
-        Yc = np.asarray(Y, dtype=float)
-    z0 = np.zeros(m) if Z0 is None else np.ascontiguousarray(Z0, dtype=float).reshape(m)
-    if max_iter is None:
-        max_iter = 20 * min(n, m) + 100
-    z, iterations, _status = _active_set_loop(
-        Kc, np.ascontiguousarray(Yc[:, 0]), float(lam), z0, float(tol), int(max_iter), eps_dep,
-        kkt_tol,
+    z, t_opt, iterations, _ = _solve_reduced(
+        K, Y[:, 0], None, lam, fit_offset, Z0, tol, max_iter, eps_dep, kkt_tol
     )
     Z = z.reshape(m, 1)
-    R = Yc - Kc @ Z
-    primal, dual, max_score = _certificate(Kc, R, Yc, Z, lam)
-    t = ymean - kmean @ Z
+    t = np.array([t_opt])
+    # With the optimal offset the residual is centered, so K^T R equals the centered scores.
+    R = Y - K @ Z - t
+    Yc = Y - Y.mean(axis=0) if fit_offset else np.asarray(Y, dtype=float)
+    primal, dual, max_score = _certificate(K, R, Yc, Z, lam)
     return ProgramSolution(
         Z=Z,
-        t=np.asarray(t, dtype=float).reshape(1),
+        t=t,
         V=R,
         primal=primal,
         dual=dual,
@@ -454,10 +442,32 @@ def weighted_lasso(
     ``sqrt(w)``; the free offset is eliminated by projecting out the direction ``sqrt(w)``
     (plain centering when all weights are 1). Returns ``(z, t, converged)``.
     """
+    z, t, _, status = _solve_reduced(
+        K, y, weights, lam, fit_offset, z0, tol, max_iter, eps_dep, kkt_tol
+    )
+    return z, t, status == CONVERGED
+
+
+def _solve_reduced(
+    K: FloatArray,
+    y: FloatArray,
+    weights: FloatArray | None,
+    lam: float,
+    fit_offset: bool,
+    z0: FloatArray | None,
+    tol: float,
+    max_iter: int | None,
+    eps_dep: float,
+    kkt_tol: float,
+) -> tuple[FloatArray, float, int, int]:
+    """Scale rows by ``sqrt(weights)``, eliminate the offset, run the compiled loop.
+
+    Returns ``(z, t, iterations, status)`` with ``t`` the optimal offset for ``z``.
+    """
     n, m = K.shape
-    s = np.sqrt(np.asarray(weights, dtype=float))
+    s = np.ones(n) if weights is None else np.sqrt(np.asarray(weights, dtype=float))
     Ks = K * s[:, None]
-    ys = np.asarray(y, dtype=float) * s
+    ys = np.asarray(y, dtype=float).reshape(n) * s
     if fit_offset:
         a = s / np.linalg.norm(s)
         Kc = np.asfortranarray(Ks - np.outer(a, a @ Ks))
@@ -467,11 +477,11 @@ def weighted_lasso(
     z0 = np.zeros(m) if z0 is None else np.ascontiguousarray(z0, dtype=float).reshape(m)
     if max_iter is None:
         max_iter = 20 * min(n, m) + 100
-    z, _, status = _active_set_loop(
+    z, iterations, status = _active_set_loop(
         Kc, np.ascontiguousarray(yc), float(lam), z0, float(tol), int(max_iter), eps_dep, kkt_tol
     )
     t = float(s @ (ys - Ks @ z) / (s @ s)) if fit_offset else 0.0
-    return z, t, status == CONVERGED
+    return z, t, int(iterations), int(status)
 
 
 def logistic_prox_newton(
