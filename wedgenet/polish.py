@@ -35,9 +35,10 @@ Two-layer networks (:func:`polish`)
    neuron is then a closed form; the price in objective is reported) or only the original
    ones (``refit="original"``: no polishing, a baseline). Squared loss: the active-set method
    for scalar output (:func:`wedgenet.activeset.lasso_active_set`), coordinate descent
-   (:func:`wedgenet.cd.lasso_cd`) for vector output; other losses: cvxpy (CLARABEL), with
-   column generation over the union when it is large. The relative duality gap of the refit
-   is reported.
+   (:func:`wedgenet.cd.lasso_cd`) for vector output; logistic loss: proximal Newton
+   (:func:`wedgenet.activeset.logistic_prox_newton`); other losses, and whatever misses the
+   tolerance: cvxpy (CLARABEL), with column generation over the union when it is large. The
+   relative duality gap of the refit is reported.
 3. **Rebalance** (Sec. 9.12): column ``j`` with coefficient row ``Z_j`` becomes the neuron
    ``sqrt(||Z_j||) (w_j, b_j)`` with output weights ``Z_j / sqrt(||Z_j||)``, so the network's
    ``P`` equals the program's objective.
@@ -89,7 +90,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.activeset import lasso_active_set
+from wedgenet.activeset import lasso_active_set, logistic_prox_newton
 from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import RANK_RTOL, WedgeDictionary
 from wedgenet.exceptions import WedgeNetError
@@ -616,6 +617,11 @@ def _solve_given(
                                dual=val, max_score=0.0, solve_time=0.0, solver="empty")
     if loss.name == "squared":
         return _solve_squared(K, Y, lam, fit_offset, tol, max_sweeps)
+    if loss.name == "logistic" and c == 1:
+        # Proximal Newton over the active-set method; CLARABEL below if it misses ``tol``.
+        pn = logistic_prox_newton(K, Y, lam, fit_offset=fit_offset, tol=tol)
+        if pn.gap <= tol:
+            return pn
     if M <= CVXPY_DIRECT_MAX_COLUMNS or loss.name == "hinge":
         return _solve_cvxpy_robust(K, Y, loss, lam, fit_offset, tol)
     # Column generation over the materialized union (restricted solves by cvxpy).
