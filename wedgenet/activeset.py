@@ -21,9 +21,12 @@ by a *null-space swap*: with ``k_j = K_A c``, moving ``z_j`` up by ``tau`` and `
 active columns therefore stay linearly independent, and the Cholesky factor of their Gram
 matrix is updated in ``O(|A|^2)`` per change (appends; Givens rotations for deletions).
 
-The method warm-starts from any sign-consistent point, which column generation provides (the
-previous restricted solution), so a restricted solve after adding a few hundred columns
-typically takes a few dozen active-set changes.
+The method warm-starts from any point (its linearly independent support is kept with its
+signs), which column generation provides (the previous restricted solution), so a restricted
+solve after adding a few hundred columns typically takes a few dozen active-set changes.
+
+The same loop solves row-weighted Lasso problems (:func:`weighted_lasso`), the model of one
+proximal Newton step of the logistic program (:func:`logistic_prox_newton`).
 """
 
 from __future__ import annotations
