@@ -82,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller problems")
     ap.add_argument("--problems", default="spirals,gaussian",
-                    help="comma-separated subset of spirals, gaussian, logistic")
+                    help="comma-separated subset of spirals, gaussian, logistic, hinge")
     ap.add_argument("--spiral-n", type=int, default=100, help="two-spirals size (issue: 160)")
     ap.add_argument("--no-cd", action="store_true", help="skip scikit-learn, celer and skglm")
     args = ap.parse_args()
@@ -105,19 +105,20 @@ def main() -> None:
             lambda: wn.solve(X, y, lam=lam, p=1, bias=True, solver="workingset"),
             cd=not args.no_cd,
         )
-    if "logistic" in problems:
+    for closs in [c for c in ("logistic", "hinge") if c in problems]:
         # Classification: the logistic program (proximal Newton + active set on the working
-        # sets) against cvxpy/CLARABEL on the materialized dictionary (its build included).
-        print(f"\ntwo spirals, logistic loss (biased l1 pair dictionary, d=2), lam={lam}")
+        # sets) or the hinge program (linear programs by HiGHS) against cvxpy/CLARABEL on the
+        # materialized dictionary (its build included).
+        print(f"\ntwo spirals, {closs} loss (biased l1 pair dictionary, d=2), lam={lam}")
         print(f"{'n':>5s} {'columns':>8s} {'cvxpy s':>8s} {'workingset s':>12s} {'ratio':>7s} "
               f"{'rel. obj diff':>13s} {'cvxpy gap':>9s} {'ws gap':>9s}")
         for nl in [60, 100, 160] if not args.quick else [40, 60]:
             Xl, yl = two_spirals(nl)
             t0 = time.perf_counter()
-            ref = wn.solve(Xl, yl, loss="logistic", lam=lam, p=1, bias=True, solver="cvxpy")
+            ref = wn.solve(Xl, yl, loss=closs, lam=lam, p=1, bias=True, solver="cvxpy")
             t_ref = time.perf_counter() - t0
             t0 = time.perf_counter()
-            got = wn.solve(Xl, yl, loss="logistic", lam=lam, p=1, bias=True, solver="workingset")
+            got = wn.solve(Xl, yl, loss=closs, lam=lam, p=1, bias=True, solver="workingset")
             t_ws = time.perf_counter() - t0
             diff = (got.primal_objective - ref.primal_objective) / ref.primal_objective
             print(f"{nl:5d} {ref.n_columns:8d} {t_ref:8.2f} {t_ws:12.3f} {t_ref / t_ws:7.1f} "

@@ -368,3 +368,45 @@ def _balance_hinge_dual(V: FloatArray, Y: FloatArray) -> FloatArray:
         elif neg > pos and neg > 0:
             v[v < 0] *= pos / neg
     return out
+
+
+def solve_hinge_lp(
+    K: FloatArray, Y: FloatArray, lam: float, *, fit_offset: bool = True
+) -> ProgramSolution:
+    """The hinge-loss program as a linear program, by HiGHS (``scipy.optimize.linprog``).
+
+    ``min sum_i xi_i + lam 1^T (z+ + z-)`` subject to ``xi_i >= 1 - y_i (k_i^T (z+ - z-) + t)``,
+    ``xi, z+, z- >= 0``: the simplex method returns an exact vertex solution, and the
+    multipliers of the margin constraints are the dual point ``theta in [0, 1]``
+    (``V = y theta``), as for :func:`solve_cvxpy`. Scalar output only.
+    """
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    from wedgenet.losses import get_loss
+
+    start = time.perf_counter()
+    n, m = K.shape
+    if Y.shape != (n, 1):
+        raise WedgeNetError(f"solve_hinge_lp handles binary labels, got Y of shape {Y.shape}")
+    y = Y[:, 0]
+    yK = y[:, None] * K
+    # variables: [z+ (m), z- (m), xi (n), t (1, free)]
+    cost = np.concatenate([np.full(2 * m, lam), np.ones(n), [0.0]])
+    A = sp.hstack(
+        [sp.csr_matrix(-yK), sp.csr_matrix(yK), -sp.identity(n, format="csr"),
+         sp.csr_matrix(-y[:, None] if fit_offset else np.zeros((n, 1)))],
+        format="csr",
+    )
+    bounds = [(0, None)] * (2 * m + n) + [(None, None) if fit_offset else (0, 0)]
+    res = linprog(cost, A_ub=A, b_ub=-np.ones(n), bounds=bounds, method="highs")
+    if res.status != 0 or res.x is None:
+        raise WedgeNetError(f"HiGHS failed on the hinge program: {res.message}")
+    x = res.x
+    Z = (x[:m] - x[m : 2 * m]).reshape(m, 1)
+    t = np.array([x[-1] if fit_offset else 0.0])
+    theta = np.clip(-np.asarray(res.ineqlin.marginals, dtype=float), 0.0, 1.0)
+    V = Y * theta[:, None]
+    if fit_offset:
+        V = _balance_hinge_dual(V, Y)
+    return finish(get_loss("hinge"), K, Y, Z, t, lam, fit_offset, start, "highs", 1, V)

@@ -4,8 +4,8 @@ The full dictionary is never materialized. Each outer iteration
 
 1. solves the restricted program on the working set (squared loss: the active-set method of
    :mod:`wedgenet.activeset` for scalar output, coordinate descent for vector output, both
-   warm-started; logistic: proximal Newton over the same active-set method; cvxpy for the
-   other losses),
+   warm-started; logistic: proximal Newton over the same active-set method; hinge: a linear
+   program by HiGHS; softmax: cvxpy),
 2. forms the dual point ``V = -grad L`` at the restricted solution,
 3. *prices* every column of the dictionary chunk by chunk: ``||k_j^T V||_2``,
 4. scales ``V`` into the dual feasible set with the maximum score over **all** columns, which
@@ -37,6 +37,7 @@ from wedgenet.programs import (
     primal_value,
     relative_gap,
     solve_cvxpy,
+    solve_hinge_lp,
 )
 
 FloatArray = NDArray[np.float64]
@@ -75,8 +76,9 @@ def solve_restricted(
     nearly collinear, where CD crawls (measured 10-40x slower than CLARABEL on the two-spirals
     dictionary), so whatever misses ``tol`` is finished by the interior-point solver. Logistic
     loss: proximal Newton with the active-set method for its weighted Lasso steps
-    (:func:`wedgenet.activeset.logistic_prox_newton`). Other losses, and whatever misses
-    ``tol``: cvxpy/CLARABEL.
+    (:func:`wedgenet.activeset.logistic_prox_newton`). Hinge loss: the linear program by
+    HiGHS (:func:`wedgenet.programs.solve_hinge_lp`). Softmax, and whatever misses ``tol``:
+    cvxpy/CLARABEL.
     """
     if loss.name == "squared":
         if Y.shape[1] == 1:
@@ -93,6 +95,13 @@ def solve_restricted(
         sol = logistic_prox_newton(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
         if sol.gap <= tol:
             return sol
+    elif loss.name == "hinge" and Y.shape[1] == 1:
+        try:
+            sol = solve_hinge_lp(K, Y, lam, fit_offset=fit_offset)
+            if sol.gap <= tol:
+                return sol
+        except WedgeNetError:
+            pass  # CLARABEL below
     return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
 
 
