@@ -114,7 +114,6 @@ PRUNE_RTOL = 1e-7
 LABEL_CERTIFIED = "certified lower bound"
 LABEL_ESTIMATE = "estimate (sampled patterns)"
 
-_CLARABEL_OPTS = CLARABEL_OPTS
 _CLARABEL_LOOSE_OPTS: dict[str, Any] = {
     "tol_gap_abs": 1e-10,
     "tol_gap_rel": 1e-10,
@@ -123,8 +122,8 @@ _CLARABEL_LOOSE_OPTS: dict[str, Any] = {
 }
 #: CLARABEL settings tried in turn until the certificate's relative gap is <= TARGET_GAP.
 _SOLVER_ATTEMPTS: list[dict[str, Any]] = [
-    _CLARABEL_OPTS,
-    {**_CLARABEL_OPTS, "equilibrate_enable": False},
+    CLARABEL_OPTS,
+    {**CLARABEL_OPTS, "equilibrate_enable": False},
     _CLARABEL_LOOSE_OPTS,
     {**_CLARABEL_LOOSE_OPTS, "equilibrate_enable": False},
     {"max_step_fraction": 0.9},

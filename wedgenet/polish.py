@@ -33,12 +33,12 @@ Two-layer networks (:func:`polish`)
    with ``K`` the **union** of the original (unit-normalized) and the polished neurons
    (``refit="union"``, default), only the polished ones (``refit="polished"``: every
    neuron is then a closed form; the price in objective is reported) or only the original
-   ones (``refit="original"``: no polishing, a baseline). Squared loss: the active-set method
-   for scalar output (:func:`wedgenet.activeset.lasso_active_set`), coordinate descent
-   (:func:`wedgenet.cd.lasso_cd`) for vector output; logistic loss: proximal Newton
-   (:func:`wedgenet.activeset.logistic_prox_newton`); other losses, and whatever misses the
-   tolerance: cvxpy (CLARABEL), with column generation over the union when it is large. The
-   relative duality gap of the refit is reported.
+   ones (``refit="original"``: no polishing, a baseline). Scalar output: the exact fast
+   solvers of :func:`wedgenet.activeset.solve_single_output` (squared: active set; logistic:
+   proximal Newton; hinge: a linear program). Squared loss with vector output, or where the
+   active-set method misses the tolerance: coordinate descent (:func:`wedgenet.cd.lasso_cd`)
+   and Newton on the support; other losses: cvxpy (CLARABEL), with column generation over
+   the union when it is large. The relative duality gap of the refit is reported.
 3. **Rebalance** (Sec. 9.12): column ``j`` with coefficient row ``Z_j`` becomes the neuron
    ``sqrt(||Z_j||) (w_j, b_j)`` with output weights ``Z_j / sqrt(||Z_j||)``, so the network's
    ``P`` equals the program's objective.
@@ -90,7 +90,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.activeset import lasso_active_set, logistic_prox_newton
+from wedgenet.activeset import solve_single_output
 from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import RANK_RTOL, WedgeDictionary
 from wedgenet.exceptions import WedgeNetError
@@ -615,13 +615,12 @@ def _solve_given(
         val = loss.value(U, Y)
         return ProgramSolution(Z=np.zeros((0, c)), t=t, V=-loss.grad(U, Y), primal=val,
                                dual=val, max_score=0.0, solve_time=0.0, solver="empty")
+    fast = solve_single_output(K, Y, loss, lam, fit_offset=fit_offset, tol=tol)
+    if fast is not None and fast.gap <= tol:
+        return fast
     if loss.name == "squared":
-        return _solve_squared(K, Y, lam, fit_offset, tol, max_sweeps)
-    if loss.name == "logistic" and c == 1:
-        # Proximal Newton over the active-set method; CLARABEL below if it misses ``tol``.
-        pn = logistic_prox_newton(K, Y, lam, fit_offset=fit_offset, tol=tol)
-        if pn.gap <= tol:
-            return pn
+        Z0 = None if fast is None else fast.Z
+        return _solve_squared(K, Y, lam, fit_offset, tol, max_sweeps, Z0)
     if M <= CVXPY_DIRECT_MAX_COLUMNS or loss.name == "hinge":
         return _solve_cvxpy_robust(K, Y, loss, lam, fit_offset, tol)
     # Column generation over the materialized union (restricted solves by cvxpy).
@@ -727,11 +726,11 @@ def _fista(
 
 
 def _solve_squared(
-    K: FloatArray, Y: FloatArray, lam: float, fit_offset: bool, tol: float, max_sweeps: int
+    K: FloatArray, Y: FloatArray, lam: float, fit_offset: bool, tol: float, max_sweeps: int,
+    Z0: FloatArray | None = None,
 ) -> ProgramSolution:
-    """Scalar output: the active-set method (exact on near-duplicate columns). Otherwise, or
-    if that misses ``tol``: coordinate descent, then Newton on the support
-    (:func:`refine_on_support`).
+    """Coordinate descent from ``Z0``, then Newton on the support (:func:`refine_on_support`)
+    (vector output, or where the active-set method missed ``tol``).
 
     The union dictionary holds near-duplicate columns (a polished neuron a degree away from
     its original), on which coordinate descent crawls; once it has found the support, a few
@@ -739,15 +738,9 @@ def _solve_squared(
     """
     start = time.perf_counter()
     loss = get_loss("squared")
-    first: ProgramSolution | None = None
-    if Y.shape[1] == 1:
-        first = lasso_active_set(K, Y, lam, fit_offset=fit_offset, tol=tol)
-        if first.gap <= tol:
-            return first
     budget = max(int(max_sweeps), 10)
     chunk = min(budget, 1000)
-    sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol, max_sweeps=chunk,
-                   Z0=None if first is None else first.Z)
+    sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol, max_sweeps=chunk, Z0=Z0)
     used = sol.iterations
     while sol.gap > tol:
         Z, t = refine_on_support(loss, K, Y, sol.Z, sol.t, lam, fit_offset)

@@ -395,7 +395,7 @@ def solve_hinge_lp(
     cost = np.concatenate([np.full(2 * m, lam), np.ones(n), [0.0]])
     A = sp.hstack(
         [sp.csr_matrix(-yK), sp.csr_matrix(yK), -sp.identity(n, format="csr"),
-         sp.csr_matrix(-y[:, None] if fit_offset else np.zeros((n, 1)))],
+         sp.csr_matrix(-y[:, None])],
         format="csr",
     )
     bounds = [(0, None)] * (2 * m + n) + [(None, None) if fit_offset else (0, 0)]

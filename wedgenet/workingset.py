@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.activeset import lasso_active_set, logistic_prox_newton
+from wedgenet.activeset import solve_single_output
 from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import Atoms
 from wedgenet.exceptions import WedgeNetError
@@ -37,7 +37,6 @@ from wedgenet.programs import (
     primal_value,
     relative_gap,
     solve_cvxpy,
-    solve_hinge_lp,
 )
 
 FloatArray = NDArray[np.float64]
@@ -70,38 +69,24 @@ def solve_restricted(
 ) -> ProgramSolution:
     """The program on a materialized (small) dictionary.
 
-    Squared loss, scalar output: the primal active-set method (warm-started, exact on the
-    nearly collinear and exactly dependent ReLU columns; :mod:`wedgenet.activeset`). Vector
-    output: block coordinate descent (warm-started) with a sweep budget. ReLU columns are often
-    nearly collinear, where CD crawls (measured 10-40x slower than CLARABEL on the two-spirals
-    dictionary), so whatever misses ``tol`` is finished by the interior-point solver. Logistic
-    loss: proximal Newton with the active-set method for its weighted Lasso steps
-    (:func:`wedgenet.activeset.logistic_prox_newton`). Hinge loss: the linear program by
-    HiGHS (:func:`wedgenet.programs.solve_hinge_lp`). Softmax, and whatever misses ``tol``:
-    cvxpy/CLARABEL.
+    Scalar output: the exact fast solvers of
+    :func:`wedgenet.activeset.solve_single_output` (squared: the primal active-set method,
+    exact on the nearly collinear and exactly dependent ReLU columns; logistic: proximal
+    Newton over it; hinge: a linear program by HiGHS), warm-started. Squared loss with vector
+    output, or where the active-set method misses ``tol``: block coordinate descent
+    (warm-started) with a sweep budget. ReLU columns are often nearly collinear, where CD
+    crawls (measured 10-40x slower than CLARABEL on the two-spirals dictionary), so whatever
+    still misses ``tol``, and softmax, is solved by cvxpy/CLARABEL.
     """
+    fast = solve_single_output(K, Y, loss, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
+    if fast is not None:
+        if fast.gap <= tol:
+            return fast
+        Z0 = fast.Z
     if loss.name == "squared":
-        if Y.shape[1] == 1:
-            # Solved to rounding whatever ``tol`` asks: the last face solves are cheap, and
-            # an exact restricted solution gives partial pricing a dual point it can trust.
-            sol = lasso_active_set(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=min(tol, 1e-12))
-            if sol.gap <= tol:
-                return sol
-            Z0 = sol.Z
         sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol, max_sweeps=cd_sweeps)
         if sol.gap <= tol:
             return sol
-    elif loss.name == "logistic":
-        sol = logistic_prox_newton(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
-        if sol.gap <= tol:
-            return sol
-    elif loss.name == "hinge" and Y.shape[1] == 1:
-        try:
-            sol = solve_hinge_lp(K, Y, lam, fit_offset=fit_offset)
-            if sol.gap <= tol:
-                return sol
-        except WedgeNetError:
-            pass  # CLARABEL below
     return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
 
 

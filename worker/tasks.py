@@ -342,8 +342,9 @@ def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[s
     warm = params.get("warm_start", "none")
     if warm in ("polish", "sample"):
         t0 = time.perf_counter()
-        p_, bias_, seed_ = int(engine.get("p", 1)), bool(engine.get("bias", True)), int(
-            engine.get("seed", 0))
+        p_ = int(engine.get("p", 1))
+        bias_ = bool(engine.get("bias", True))
+        seed_ = int(engine.get("seed", 0))
         try:
             if warm == "polish":
                 progress(0.0, "warm start: training and polishing a quick network")
