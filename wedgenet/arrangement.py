@@ -82,7 +82,7 @@ from wedgenet.exceptions import WedgeNetError
 from wedgenet.geometry import cross
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import Neuron, TwoLayerNetwork
-from wedgenet.programs import CLARABEL_OPTS
+from wedgenet.programs import CLARABEL_OPTS, balance_dual
 from wedgenet.validation import check_inputs, check_X
 
 FloatArray = NDArray[np.float64]
@@ -437,14 +437,7 @@ def _dual_candidate(v: FloatArray, y: FloatArray, loss: Loss, center: bool) -> F
     if loss.name == "squared":
         return v - v.mean() if center else v
     out = y * np.clip(v * y, 0.0, 1.0)
-    if not center:
-        return out
-    pos, neg = out[out > 0].sum(), -out[out < 0].sum()
-    if pos > neg and pos > 0:
-        out[out > 0] *= neg / pos
-    elif neg > pos and neg > 0:
-        out[out < 0] *= pos / neg
-    return out
+    return balance_dual(out[:, None], y[:, None])[:, 0] if center else out
 
 
 def _scores(

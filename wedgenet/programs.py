@@ -354,11 +354,13 @@ def solve_cvxpy(
         if fit_offset:
             # Project the dual point onto 1^T V = 0 without leaving theta in [0, 1]:
             # shrink the larger class side.
-            V = _balance_hinge_dual(V, Y)
+            V = balance_dual(V, Y)
     return finish(loss, K, Y, Z, t, lam, fit_offset, start, f"cvxpy/{solver}", 0, V)
 
 
-def _balance_hinge_dual(V: FloatArray, Y: FloatArray) -> FloatArray:
+def balance_dual(V: FloatArray, Y: FloatArray) -> FloatArray:
+    """Make ``1^T V = 0`` (free output bias) without leaving ``theta = V * Y`` in [0, 1]:
+    shrink the larger class side of each column."""
     out = V.copy()
     for col in range(V.shape[1]):
         v = out[:, col]
@@ -408,5 +410,5 @@ def solve_hinge_lp(
     theta = np.clip(-np.asarray(res.ineqlin.marginals, dtype=float), 0.0, 1.0)
     V = Y * theta[:, None]
     if fit_offset:
-        V = _balance_hinge_dual(V, Y)
+        V = balance_dual(V, Y)
     return finish(get_loss("hinge"), K, Y, Z, t, lam, fit_offset, start, "highs", 1, V)
