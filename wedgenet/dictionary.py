@@ -23,11 +23,43 @@ several subsets (collinear samples, antipodal samples) is kept once, under its *
 index set: the lexicographically first independent subset of the generators lying on it,
 decided per column from the column's own values, so chunks never need global state.
 
-For ``p = 2`` rank-deficient data are first reduced to their (linear, or for biased neurons
-affine) rank ``r`` by an SVD (Lemma 23) and normals are mapped back; the l2 norm is invariant
-under that map. For ``p = 1`` the enumeration runs in the original coordinates: with the basis
-directions in the generator set it is exact for any rank, while the l1 norm is not invariant
-under the reduction.
+Scale-free decisions
+--------------------
+In exact arithmetic the set of hyperplanes (which subsets are independent, which generators
+lie on which hyperplane, the canonical index sets, the rank) does not change when a feature or
+the whole data set is scaled by a positive factor, nor, for biased neurons, when the data are
+translated. Every such decision is therefore made in *equilibrated working coordinates*
+(:func:`wedgenet.geometry.equilibrate`): samples centred (biased neurons), each feature
+divided by its RMS (constant features stay, as exact zeros), generators normalized to unit
+length. Then
+
+* a subset is dependent / undecided / independent by the inverse condition number of its
+  unit generators (thresholds :data:`~wedgenet.geometry.DEPENDENT_TOL` = 1e-12 and
+  :data:`~wedgenet.geometry.INDEPENDENT_TOL` = 1e-10, see :mod:`wedgenet.geometry`); dependent
+  subsets are skipped, *undecided* ones are kept when their normal is usable and counted
+  (:attr:`HyperplaneChunk.n_undecided`, ``hyperplanes(..., return_undecided=True)``);
+* a generator lies on a hyperplane when ``|g . h| <= ON_PLANE_TOL`` for the unit generator
+  and the unit normal in working coordinates;
+* for ``p = 2`` the (linear, or for biased neurons affine) rank ``r`` is the number of
+  singular values of the equilibrated data above ``RANK_RTOL * max(n, d) * sigma_1``;
+  rank-deficient data are reduced to ``r`` coordinates by that SVD (Lemma 23).
+
+Normals are computed there and mapped back exactly: ``w = w_z / s`` (``s``: feature scales),
+or for a rank reduction the minimum-l2-norm ``w`` with the same values on the data (the
+neuron of Lemma 23), and ``b = b_z - w . c``; only then are they scaled to ``||w||_p = 1`` in
+the *original* coordinates (the p-norm is that of the original weights, the column is
+``relu(X w + b)`` on the original ``X``). The map has a positive determinant, so a normal's
+orientation is that of ``cross`` of the original lifted generators. For ``p = 1`` there is no
+reduction: with the basis directions in the generator set the enumeration is exact for any
+rank (a constant feature is simply constant), while the l1 norm is not invariant under it.
+
+Accuracy of the normalization: a working-coordinate normal is accurate to ``O(eps)``
+absolutely; mapped back, ``w_k = u_k / s_k``, so when feature scales differ by a ratio ``R``
+the rounding of a component that should vanish can add up to ``eps * R`` (relative) to
+``||w||_p``. The closed forms (``D <= 4``) keep exact structural zeros, and components of
+directions ``e_k`` in the subset are set to exactly zero, so this matters only for SVD normals
+(``D > 4`` or nearly degenerate subsets) of hyperplanes nearly parallel to a small-scale
+feature, and only for scale ratios approaching ``1 / eps``.
 """
 
 from __future__ import annotations
@@ -36,22 +68,36 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from wedgenet.exceptions import DictionaryTooLarge, WedgeNetError
-from wedgenet.geometry import DEGENERACY_TOL, cross
+from wedgenet.geometry import (
+    DEPENDENT,
+    DEPENDENT_TOL,
+    UNDECIDED,
+    classify,
+    equilibrate,
+    inverse_condition,
+    subset_normals,
+)
 from wedgenet.network import IndexSet
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-#: A generator lies on a hyperplane when ``|g . h| <= ON_PLANE_TOL * ||g|| ||h||``.
+#: A generator lies on a hyperplane when ``|g . h| <= ON_PLANE_TOL`` for the unit generator
+#: and the unit normal, both in equilibrated working coordinates.
 ON_PLANE_TOL = 1e-9
-#: Relative tolerance for the numerical rank of the data.
+#: Relative tolerance for the numerical rank of the (equilibrated) data:
+#: ``sigma_i > RANK_RTOL * max(n, d) * sigma_1``.
 RANK_RTOL = 1e-10
+#: A normal is unusable when its weight part ``||w_z||`` (unit normal, working coordinates)
+#: is below this; a valid hyperplane through a sample has ``||w_z|| >= 1 / sqrt(1 + n d)``.
+WEIGHT_TOL = 1e-12
 
 Source = Literal["exhaustive", "sample", "given"]
 
@@ -108,6 +154,31 @@ class Atoms:
             np.concatenate([a.normals for a in parts]),
             np.concatenate([a.signs for a in parts]),
         )
+
+
+@dataclass
+class HyperplaneChunk:
+    """The valid hyperplanes of one chunk of subsets (see :meth:`WedgeDictionary.hyperplanes`).
+
+    Attributes
+    ----------
+    subsets : ndarray of shape (m, D - 1)
+        The kept subsets (pool indices).
+    normals : ndarray of shape (m, d + 1)
+        Their normals, orientation +1, ``||w||_p = 1`` in original coordinates.
+    signs : ndarray of shape (m,) or None
+        Given orientations (``source="given"``), None otherwise (both orientations).
+    n_subsets : int
+        Subsets examined in the chunk (kept or not).
+    n_undecided : int
+        Subsets whose independence could not be decided reliably (kept when usable).
+    """
+
+    subsets: IntArray
+    normals: FloatArray
+    signs: IntArray | None
+    n_subsets: int
+    n_undecided: int = 0
 
 
 def features(X: FloatArray, normals: FloatArray) -> FloatArray:
@@ -192,7 +263,13 @@ class WedgeDictionary:
     subset_size_ : int
         ``D - 1``.
     generators_ : ndarray of shape (n + n_directions, D)
-        The generator pool in working coordinates.
+        The generator pool in working coordinates: equilibrated samples ``(x - center_) /
+        scale_`` (reduced by ``basis_`` for a ``p = 2`` rank reduction), lifted for biased
+        neurons, then the basis directions (``p = 1``).
+    center_, scale_ : ndarray of shape (d,)
+        Equilibration (``center_`` is zero without bias; ``scale_ > 0``).
+    basis_ : ndarray of shape (d, rank_) or None
+        Orthonormal basis (in equilibrated coordinates) of a ``p = 2`` rank reduction.
     """
 
     def __init__(
@@ -235,14 +312,27 @@ class WedgeDictionary:
 
     # ------------------------------------------------------------------ coordinates
     def _setup_coordinates(self) -> None:
+        """Equilibrated working coordinates, the rank (``p = 2``) and the generator pool.
+
+        Sets ``center_``, ``scale_`` (original -> equilibrated: ``z = (x - center_) /
+        scale_``), ``basis_`` (for a ``p = 2`` rank reduction: orthonormal ``(d, r)`` basis in
+        equilibrated coordinates, else None), ``rank_``, ``generators_`` (working
+        coordinates) and the unit generators used for every decision.
+        """
         X = self.X
         n, d = X.shape
+        if self.p == 1:
+            if not np.any(X) and not self.bias:
+                raise WedgeNetError("the data have rank 0 (X is all zeros)")
+            if self.bias and n > 0 and np.all(X == X[0]):
+                raise WedgeNetError("the data have rank 0 (all samples identical)")
+        Z, self.center_, self.scale_ = equilibrate(X, center=self.bias)
         self.basis_: FloatArray | None = None
-        self.center_ = np.zeros(d)
-        Xw = X
+        self._weight_map: FloatArray | None = None
+        Zw = Z
         if self.p == 2:
-            centered = X - X.mean(axis=0) if self.bias else X
-            s = np.linalg.svd(centered, compute_uv=False) if n else np.zeros(0)
+            with threadpool_limits(1):  # small SVDs: threads only add overhead
+                s = np.linalg.svd(Z, compute_uv=False) if n and d else np.zeros(0)
             tol = RANK_RTOL * (s[0] if s.size else 0.0) * max(n, d)
             r = int(np.sum(s > tol)) if s.size and s[0] > 0 else 0
             if r == 0:
@@ -252,22 +342,19 @@ class WedgeDictionary:
                     + "): no hyperplane separates them"
                 )
             if r < d:
-                _, _, vt = np.linalg.svd(centered, full_matrices=False)
-                self.basis_ = vt[:r].T  # (d, r)
-                if self.bias:
-                    self.center_ = X.mean(axis=0)
-                Xw = (X - self.center_) @ self.basis_
+                self.basis_ = self._reduction_basis(Z, r)
+                Zw = Z @ self.basis_
+                # Minimum-l2-norm original weights with the values of the reduced normal on
+                # the data: w = M (M^T M)^-1 u with M = diag(s) basis (= Q R^-T u).
+                Q, R = np.linalg.qr(self.scale_[:, None] * self.basis_)
+                self._weight_map = np.linalg.solve(R, Q.T).T  # (d, r)
             self.rank_ = r
         else:
-            if not np.any(X) and not self.bias:
-                raise WedgeNetError("the data have rank 0 (X is all zeros)")
-            if self.bias and n > 0 and np.all(X == X[0]):
-                raise WedgeNetError("the data have rank 0 (all samples identical)")
             self.rank_ = d
-        r = Xw.shape[1]
+        r = Zw.shape[1]
         self.dim_ = r + 1 if self.bias else r
         self.subset_size_ = self.dim_ - 1
-        points = np.concatenate([Xw, np.ones((n, 1))], axis=1) if self.bias else Xw
+        points = np.concatenate([Zw, np.ones((n, 1))], axis=1) if self.bias else Zw
         if self.p == 1:
             dirs = np.eye(r, self.dim_)
             self.generators_ = np.concatenate([points, dirs], axis=0)
@@ -275,8 +362,27 @@ class WedgeDictionary:
         else:
             self.generators_ = points
             self.n_directions_ = 0
-        self._gen_norms = np.linalg.norm(self.generators_, axis=1)
-        self._points_w = Xw  # working coordinates of the samples
+        norms = np.linalg.norm(self.generators_, axis=1)
+        self._unit_generators = self.generators_ / np.where(norms > 0, norms, 1.0)[:, None]
+        self._points_w = Zw  # working coordinates of the samples
+
+    def _reduction_basis(self, Z: FloatArray, r: int) -> FloatArray:
+        """Top-``r`` right singular vectors of ``Z``, oriented as the former basis.
+
+        The former reduction used the SVD of the (centred) original data; its orientation
+        convention is kept (the basis sign is flipped when the two ``r``-dimensional
+        coordinate systems have opposite orientation), so that given index sets keep their
+        orientation.
+        """
+        centered = self.X - self.X.mean(axis=0) if self.bias else self.X
+        with threadpool_limits(1):
+            _, _, vt = np.linalg.svd(Z, full_matrices=False)
+            _, _, vt_old = np.linalg.svd(centered, full_matrices=False)
+        basis = np.ascontiguousarray(vt[:r].T)
+        L = basis.T @ (self.scale_[:, None] * vt_old[:r].T)
+        if np.linalg.slogdet(L)[0] < 0:
+            basis[:, -1] *= -1.0
+        return basis
 
     @property
     def pool_size(self) -> int:
@@ -428,26 +534,61 @@ class WedgeDictionary:
         return out
 
     # ------------------------------------------------------------------ hyperplanes
-    def hyperplanes(self, subsets: IntArray, *, dedupe: bool = True) -> tuple[IntArray, FloatArray]:
+    @overload
+    def hyperplanes(
+        self, subsets: IntArray, *, dedupe: bool = ..., return_undecided: Literal[False] = ...
+    ) -> tuple[IntArray, FloatArray]: ...
+
+    @overload
+    def hyperplanes(
+        self, subsets: IntArray, *, dedupe: bool = ..., return_undecided: Literal[True]
+    ) -> tuple[IntArray, FloatArray, int]: ...
+
+    def hyperplanes(
+        self, subsets: IntArray, *, dedupe: bool = True, return_undecided: bool = False
+    ) -> tuple[IntArray, FloatArray] | tuple[IntArray, FloatArray, int]:
         """Unit-norm hyperplanes of a chunk of subsets.
+
+        Parameters
+        ----------
+        subsets : ndarray of shape (B, D - 1)
+            Generator-pool indices.
+        dedupe : bool, default True
+            Keep a hyperplane only under its canonical index set.
+        return_undecided : bool, default False
+            Also return the number of *undecided* subsets (independence measure between
+            :data:`~wedgenet.geometry.DEPENDENT_TOL` and
+            :data:`~wedgenet.geometry.INDEPENDENT_TOL`); they are kept when usable.
 
         Returns
         -------
         keep : ndarray of int
-            Rows of ``subsets`` that give a valid (independent, canonical) hyperplane.
+            Rows of ``subsets`` that give a valid (independent or undecided, canonical)
+            hyperplane.
         normals : ndarray of shape (len(keep), d + 1)
-            ``cross(generators)`` mapped to the original coordinates and scaled to
-            ``||w||_p = 1``, orientation ``+1``.
+            The normals mapped to the original coordinates and scaled to ``||w||_p = 1``,
+            orientation ``+1`` (that of ``cross`` of the original lifted generators).
+        n_undecided : int
+            Only with ``return_undecided=True``.
         """
         d = self.n_features
         B = subsets.shape[0]
         if B == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, d + 1))
-        G = self.generators_[subsets]  # (B, D-1, D)
-        H = cross(G)  # working coordinates
-        scale = np.prod(self._gen_norms[subsets], axis=1) if subsets.shape[1] else np.ones(B)
-        hn = np.linalg.norm(H, axis=1)
-        ok = hn > DEGENERACY_TOL * scale
+            empty = (np.zeros(0, dtype=np.int64), np.zeros((0, d + 1)))
+            return (*empty, 0) if return_undecided else empty
+        # unit normals in working coordinates
+        H, rcond = subset_normals(self._unit_generators[subsets], unit_rows=True)
+        if self.n_directions_:
+            # A hyperplane through direction e_k has w_k = 0 exactly. The closed forms give
+            # exact zeros; SVD null vectors carry rounding there, which the map back to the
+            # original units (w_k = u_k / s_k) would amplify by the scale ratio of features.
+            rows, cols = np.nonzero(subsets >= self.n_samples)
+            H[rows, subsets[rows, cols] - self.n_samples] = 0.0
+        status = classify(rcond)
+        n_undecided = int(np.count_nonzero(status == UNDECIDED))
+        r = self.dim_ - 1 if self.bias else self.dim_
+        Hw = H[:, :r]
+        ok = (status != DEPENDENT) & (np.einsum("ij,ij->i", Hw, Hw) > WEIGHT_TOL**2)
         idx = np.flatnonzero(ok)
         H = H[idx]
         if dedupe and idx.size:
@@ -455,41 +596,42 @@ class WedgeDictionary:
             idx, H = idx[canon], H[canon]
         normals = self._to_original(H)
         wnorm = np.linalg.norm(normals[:, :d], ord=self.p, axis=1)
-        good = wnorm > DEGENERACY_TOL * np.linalg.norm(normals, axis=1)
-        return idx[good], normals[good] / wnorm[good, None]
+        good = (wnorm > 0) & np.isfinite(wnorm)
+        out = idx[good], normals[good] / wnorm[good, None]
+        return (*out, n_undecided) if return_undecided else out
 
     def _to_original(self, H: FloatArray) -> FloatArray:
         """Map working-coordinate normals (B, D) to original ``(w, b)`` (B, d + 1)."""
         d = self.n_features
-        r = self.rank_
-        if self.bias:
-            u, b = H[:, :r], H[:, r]
-        else:
-            u, b = H, np.zeros(H.shape[0])
-        if self.basis_ is not None:
-            w = u @ self.basis_.T
-            b = b - w @ self.center_
-        else:
-            w = u
+        r = self.dim_ - 1 if self.bias else self.dim_
+        u = H[:, :r]
+        b = H[:, r] if self.bias else np.zeros(H.shape[0])
+        w = u @ self._weight_map.T if self._weight_map is not None else u / self.scale_
         out = np.empty((H.shape[0], d + 1))
         out[:, :d] = w
-        out[:, d] = b
+        out[:, d] = b - w @ self.center_ if self.bias else 0.0
         return out
 
     def _canonical(self, subsets: IntArray, H: FloatArray) -> NDArray[np.bool_]:
-        """True where the subset is the canonical index set of its hyperplane."""
-        vals = np.abs(self.generators_ @ H.T)  # (P, B)
-        thr = ON_PLANE_TOL * self._gen_norms[:, None] * np.linalg.norm(H, axis=1)[None, :]
-        on = vals <= thr
-        counts = on.sum(axis=0)
-        keep = np.ones(H.shape[0], dtype=bool)
+        """True where the subset is the canonical index set of its hyperplane.
+
+        ``H``: unit normals in working coordinates. On-plane and rank decisions use the unit
+        generators in equilibrated coordinates (scale-free) and the same independence test
+        as the enumeration, so the canonical subset is itself a kept subset.
+        """
+        B = H.shape[0]
+        on = np.abs(self._unit_generators @ H.T) <= ON_PLANE_TOL  # (P, B)
         k = self.subset_size_
+        if k:
+            on[subsets, np.arange(B)[:, None]] = True  # a subset's own generators
+        counts = on.sum(axis=0)
+        keep = np.ones(B, dtype=bool)
         for j in np.flatnonzero(counts > k):
             members = np.flatnonzero(on[:, j])
             chosen: list[int] = []
             for i in members:
-                trial = self.generators_[chosen + [int(i)]]
-                if np.linalg.matrix_rank(trial, tol=1e-9 * np.linalg.norm(trial)) > len(chosen):
+                trial = self._unit_generators[chosen + [int(i)]][None]
+                if inverse_condition(trial)[0] > DEPENDENT_TOL:
                     chosen.append(int(i))
                     if len(chosen) == k:
                         break
@@ -497,6 +639,31 @@ class WedgeDictionary:
         return keep
 
     # ------------------------------------------------------------------ atoms
+    def iter_hyperplane_chunks(
+        self,
+        chunk_size: int = 4096,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        dedupe: bool = True,
+    ) -> Iterator[HyperplaneChunk]:
+        """Valid hyperplanes chunk by chunk, with the count of undecided subsets.
+
+        As :meth:`iter_hyperplanes`, yielding :class:`HyperplaneChunk` (which also says how
+        many subsets were examined and how many were undecided).
+        """
+        given_signs = self._given_subsets()[1] if self.source == "given" else None
+        offset = start
+        for subs in self.iter_subsets(chunk_size, start, stop):
+            keep, normals, n_und = self.hyperplanes(
+                subs, dedupe=dedupe and given_signs is None, return_undecided=True
+            )
+            signs = None
+            if given_signs is not None:
+                signs = given_signs[offset : offset + subs.shape[0]][keep]
+            yield HyperplaneChunk(subs[keep], normals, signs, int(subs.shape[0]), n_und)
+            offset += subs.shape[0]
+
     def iter_hyperplanes(
         self,
         chunk_size: int = 4096,
@@ -509,17 +676,15 @@ class WedgeDictionary:
 
         ``normals`` have orientation +1 (see :meth:`hyperplanes`); ``signs`` are the given
         orientations for ``source="given"`` and None otherwise (both orientations). Given
-        index sets are never merged; ``dedupe`` applies to the other sources.
+        index sets are never merged; ``dedupe`` applies to the other sources. For the number
+        of undecided subsets use :meth:`iter_hyperplane_chunks`.
         """
-        given_signs = self._given_subsets()[1] if self.source == "given" else None
-        offset = start
-        for subs in self.iter_subsets(chunk_size, start, stop):
-            keep, normals = self.hyperplanes(subs, dedupe=dedupe and given_signs is None)
-            signs = None
-            if given_signs is not None:
-                signs = given_signs[offset : offset + subs.shape[0]][keep]
-            yield subs[keep], normals, signs
-            offset += subs.shape[0]
+        for chunk in self.iter_hyperplane_chunks(chunk_size, start, stop, dedupe=dedupe):
+            yield chunk.subsets, chunk.normals, chunk.signs
+
+    def n_undecided(self, chunk_size: int = 16384) -> int:
+        """Number of undecided subsets of the whole source (one enumeration)."""
+        return sum(c.n_undecided for c in self.iter_hyperplane_chunks(chunk_size, dedupe=False))
 
     def iter_atoms(
         self, chunk_size: int = 4096, start: int = 0, stop: int | None = None

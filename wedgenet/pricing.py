@@ -12,6 +12,10 @@ so one pass over the data prices both orientations, with memory ``O(chunk)``.
 
 Scans split into disjoint ranges of the subset sequence (``start``/``stop``) and the partial
 results merge exactly (:func:`merge_pricing`), which is how several workers share one scan.
+
+A scan also counts the subsets whose independence could not be decided reliably
+(:attr:`PricingResult.n_undecided`, see :mod:`wedgenet.dictionary`); they are priced like
+every other column, but a result that depends on them is not certified.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
-from wedgenet.dictionary import Atoms, WedgeDictionary, features
+from wedgenet.dictionary import Atoms, HyperplaneChunk, WedgeDictionary, features
 from wedgenet.programs import column_scores
 
 FloatArray = NDArray[np.float64]
@@ -116,7 +120,12 @@ def hyperplane_scores(
 
 
 class ColumnSource(Protocol):
-    """A dictionary that can be priced chunk by chunk and evaluated on a working set."""
+    """A dictionary that can be priced chunk by chunk and evaluated on a working set.
+
+    A source that enumerates generator subsets may also expose an attribute
+    ``last_n_undecided`` (int): the number of undecided subsets met by its most recent
+    complete ``scored_chunks`` pass; :func:`price` reports it (0 when absent).
+    """
 
     def scored_chunks(self, V: FloatArray) -> Iterable[tuple[Atoms, FloatArray]]: ...
 
@@ -140,17 +149,17 @@ class DictionaryColumns:
     start: int = 0
     stop: int | None = None
     cache_bytes: int = 64 * 2**20
-    _cache: list[tuple[IntArray, FloatArray, IntArray | None]] | None = field(
-        default=None, init=False, repr=False
-    )
+    #: Undecided subsets met by the most recent complete scan (see :class:`ColumnSource`).
+    last_n_undecided: int = field(default=0, init=False)
+    _cache: list[HyperplaneChunk] | None = field(default=None, init=False, repr=False)
 
-    def _hyperplane_chunks(self) -> Iterable[tuple[IntArray, FloatArray, IntArray | None]]:
+    def _hyperplane_chunks(self) -> Iterable[HyperplaneChunk]:
         if self._cache is not None:
             return self._cache
         D = self.dictionary
         # Duplicated hyperplanes only repeat scores; they are merged when they enter the
         # working set (see canonical), so the scan skips that check.
-        chunks = D.iter_hyperplanes(self.chunk_size, self.start, self.stop, dedupe=False)
+        chunks = D.iter_hyperplane_chunks(self.chunk_size, self.start, self.stop, dedupe=False)
         stop = D.n_raw_subsets if self.stop is None else min(self.stop, D.n_raw_subsets)
         size = max(stop - self.start, 0) * 8 * (D.subset_size_ + D.n_features + 2)
         if size > self.cache_bytes:
@@ -160,10 +169,14 @@ class DictionaryColumns:
 
     def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
         D = self.dictionary
-        for subs, normals, signs in self._hyperplane_chunks():
-            pos, neg = hyperplane_scores(D.X, normals, V)
+        n_undecided = 0
+        for chunk in self._hyperplane_chunks():
+            n_undecided += chunk.n_undecided
+            signs = chunk.signs
+            pos, neg = hyperplane_scores(D.X, chunk.normals, V)
             scores = np.concatenate([pos, neg]) if signs is None else np.where(signs > 0, pos, neg)
-            yield Atoms.oriented(subs, normals, signs), scores
+            yield Atoms.oriented(chunk.subsets, chunk.normals, signs), scores
+        self.last_n_undecided = n_undecided
 
     def columns(self, atoms: Atoms) -> FloatArray:
         """The dictionary columns of ``atoms``, shape (n, len(atoms))."""
@@ -213,12 +226,23 @@ class PricingResult:
 
     Serializable by :meth:`to_dict` / :meth:`from_dict` so that partial scans done by several
     workers can be collected and merged (:func:`merge_pricing`).
+
+    Attributes
+    ----------
+    max_score : float
+    n_columns : int
+    top_scores : ndarray
+    top_atoms : Atoms
+    n_undecided : int
+        Subsets of the scanned range whose independence could not be decided reliably (they
+        were priced when usable); nonzero forbids a certificate.
     """
 
     max_score: float
     n_columns: int
     top_scores: FloatArray
     top_atoms: Atoms
+    n_undecided: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +252,7 @@ class PricingResult:
             "subsets": self.top_atoms.subsets.tolist(),
             "normals": self.top_atoms.normals.tolist(),
             "signs": self.top_atoms.signs.tolist(),
+            "n_undecided": int(self.n_undecided),
         }
 
     @classmethod
@@ -241,14 +266,16 @@ class PricingResult:
                 np.asarray(data["normals"], dtype=float).reshape(-1, n_features + 1),
                 np.asarray(data["signs"], dtype=np.int64),
             ),
+            n_undecided=int(data.get("n_undecided", 0)),
         )
 
 
 def price(source: ColumnSource, V: FloatArray, n_top: int, threshold: float) -> PricingResult:
     """Scan every column of ``source`` against ``V``.
 
-    Returns the maximum score and the ``n_top`` highest-scoring atoms with score above
-    ``threshold``.
+    Returns the maximum score, the ``n_top`` highest-scoring atoms with score above
+    ``threshold`` and the number of undecided subsets met (``source.last_n_undecided`` when
+    the source has it, else 0).
     """
     heap: list[tuple[float, int, int]] = []
     kept: dict[int, Atoms] = {}
@@ -284,7 +311,10 @@ def price(source: ColumnSource, V: FloatArray, n_top: int, threshold: float) -> 
         top = proto.take(np.zeros(0, dtype=np.int64))
     else:
         top = Atoms(np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0)), np.zeros(0, np.int64))
-    return PricingResult(max_score, n_cols, np.array([s for s, _, _ in best]), top)
+    n_undecided = int(getattr(source, "last_n_undecided", 0))
+    return PricingResult(
+        max_score, n_cols, np.array([s for s, _, _ in best]), top, n_undecided=n_undecided
+    )
 
 
 def merge_pricing(parts: Sequence[PricingResult], n_top: int) -> PricingResult:
@@ -303,6 +333,7 @@ def merge_pricing(parts: Sequence[PricingResult], n_top: int) -> PricingResult:
         n_columns=sum(p.n_columns for p in parts),
         top_scores=scores[order],
         top_atoms=atoms.take(order) if len(atoms) else atoms,
+        n_undecided=sum(p.n_undecided for p in parts),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from wedgenet.certificate import certify
 from wedgenet.dictionary import Atoms, WedgeDictionary, features
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
@@ -42,7 +43,9 @@ class SolveResult:
     relative_gap : float
         ``(primal - dual) / |primal|``.
     certified : bool
-        True when the whole dictionary was scanned and ``relative_gap <= tol``: the
+        True when the whole dictionary was scanned, ``relative_gap <= tol``, no generator
+        subset was too ill-conditioned to decide, and an independent re-check of the maximum
+        column score (:mod:`wedgenet.certificate`) confirms the gap: the
         solution is certified optimal for the convex program. For the exact dictionaries
         (``p = 1``) this certifies global optimality of the network training problem too
         (see :attr:`certifies_network`).
@@ -67,6 +70,8 @@ class SolveResult:
     params: dict[str, Any]
     classes: np.ndarray | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    #: Why the result is not certified (empty when it is); see :func:`wedgenet.certificate.certify`.
+    certificate_note: str = ""
 
     @property
     def certifies_network(self) -> bool:
@@ -88,6 +93,7 @@ class SolveResult:
             "solve_time": float(self.solve_time),
             "params": dict(self.params),
             "classes": None if self.classes is None else [_plain(c) for c in self.classes],
+            "certificate_note": self.certificate_note,
             "network": self.network.to_dict(),
         }
 
@@ -230,14 +236,14 @@ def solve(
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
         name = "workingset/" + ("cd" if loss_obj.name == "squared" else "cvxpy")
     network = reconstruct(dictionary, atoms, sol)
-    gap = sol.gap
     scanned = "all" if source == "exhaustive" else "sampled"
+    cert = certify(dictionary, sol, Y, loss_obj, lam, tol, scanned=scanned)
     result = SolveResult(
         network=network,
         primal_objective=sol.primal,
-        dual_objective=sol.dual,
-        relative_gap=gap,
-        certified=bool(scanned == "all" and gap <= tol),
+        dual_objective=cert.dual_objective,
+        relative_gap=cert.relative_gap,
+        certified=cert.certified,
         exact=p == 1,
         scanned=scanned,
         n_columns=n_priced,
@@ -246,6 +252,7 @@ def solve(
         params=params,
         classes=classes,
         history=history,
+        certificate_note=cert.note,
     )
     verify(result, X, Y, loss_obj, lam, p, atoms, sol)
     if progress is not None:

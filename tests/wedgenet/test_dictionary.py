@@ -5,6 +5,7 @@ import pytest
 
 from wedgenet import DictionaryTooLarge, IndexSet, WedgeDictionary, WedgeNetError, dictionary_size
 from wedgenet.dictionary import features
+from wedgenet.geometry import cross
 
 
 @pytest.mark.parametrize("p,bias", [(1, True), (1, False), (2, True), (2, False)])
@@ -118,3 +119,40 @@ def test_formulas_and_features():
     expected = {tuple(np.maximum(s * (X1[:, 0] - X1[j, 0]), 0)) for j in range(3) for s in (1, -1)}
     assert {tuple(np.round(c, 12)) for c in K.T} == {tuple(np.round(e, 12)) for e in expected}
     assert D.formula(np.array([1]), 1) == "relu(x - x[1])"
+
+
+def test_hyperplanes_signatures_and_undecided_counts():
+    X = np.random.default_rng(8).standard_normal((10, 2))
+    X = np.r_[X, X[:1] + 1e-10, X[1:2]]  # a near duplicate of 0 (10), a duplicate of 1 (11)
+    D = WedgeDictionary(X, p=2, bias=True)
+    subs = np.array([[0, 1], [0, 10], [1, 11], [2, 3]])
+    keep, normals = D.hyperplanes(subs, dedupe=False)  # the two-value form still works
+    assert keep.tolist() == [0, 1, 3] and normals.shape == (3, 3)
+    keep3, normals3, n_und = D.hyperplanes(subs, dedupe=False, return_undecided=True)
+    assert n_und == 1 and keep3.tolist() == keep.tolist()
+    np.testing.assert_array_equal(normals3, normals)
+    chunks = list(D.iter_hyperplane_chunks(7, dedupe=False))
+    assert sum(c.n_subsets for c in chunks) == D.n_raw_subsets
+    assert sum(c.n_undecided for c in chunks) == D.n_undecided() == 1
+    tuples = list(D.iter_hyperplanes(7, dedupe=False))
+    assert all(len(t) == 3 for t in tuples)
+    assert sum(len(t[0]) for t in tuples) == sum(len(c.subsets) for c in chunks)
+
+
+def test_equilibrated_coordinates_map_back_exactly():
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((12, 3)) * np.array([1e-6, 1.0, 1e6]) + np.array([1.0, -2e3, 5e6])
+    for p, bias in [(1, True), (2, True), (1, False), (2, False)]:
+        D = WedgeDictionary(X, p=p, bias=bias)
+        atoms = D.atoms()
+        assert len(atoms) == D.size  # general position: nothing skipped or merged
+        np.testing.assert_allclose(np.linalg.norm(atoms.normals[:, :3], ord=p, axis=1), 1.0)
+        for j in range(0, len(atoms), 11):
+            assert D.residual(atoms.subsets[j], atoms.normals[j]) < 1e-9
+        # the orientation is that of the cross product of the original lifted generators
+        for j in range(0, len(atoms) // 2, 13):
+            G = D.generators_original(atoms.subsets[j])
+            G = G if bias else G[:, :3]
+            h = cross(G)
+            normal = atoms.normals[j] if bias else atoms.normals[j, :3]
+            assert np.sign(h @ normal) == atoms.signs[j]

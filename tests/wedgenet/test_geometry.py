@@ -7,12 +7,21 @@ import numpy as np
 import pytest
 
 from wedgenet.geometry import (
+    DEPENDENT,
+    DEPENDENT_TOL,
+    INDEPENDENT,
+    INDEPENDENT_TOL,
+    UNDECIDED,
     _svd_cross,
+    classify,
     cross,
     distance_to_affine_hull,
     distance_to_span,
+    equilibrate,
+    inverse_condition,
     parallelotope_volume,
     simplex_volume,
+    subset_normals,
 )
 
 
@@ -105,3 +114,58 @@ def test_simplex_volume():
         for i in range(2):
             M = np.column_stack([x[i] - V[b, -1], *(V[b, :-1] - V[b, -1])])
             assert abs(vol[i, b]) == pytest.approx(abs(np.linalg.det(M)) / math.factorial(3))
+
+
+@pytest.mark.parametrize("D", [3, 4, 5, 7])
+def test_subset_normals_are_oriented_unit_cross_products(D):
+    rng = np.random.default_rng(10 + D)
+    G = rng.standard_normal((40, D - 1, D)) * 10.0 ** rng.uniform(-6, 6, size=(40, D - 1, 1))
+    G[:5, -1] = G[:5, 0] * 3.0  # exactly dependent (rows scaled by 3)
+    G[5:10, -1] = G[5:10, 0] + 1e-11 * np.linalg.norm(G[5:10, 0], axis=1)[:, None]
+    N, rc = subset_normals(G)
+    Gh = G / np.linalg.norm(G, axis=2, keepdims=True)
+    # orientation of cross() does not change when rows are scaled by positive factors
+    W = np.array([brute_cross(g) for g in Gh[10:]])
+    np.testing.assert_allclose(N[10:], W / np.linalg.norm(W, axis=1)[:, None], atol=1e-9)
+    s = np.linalg.svd(Gh, compute_uv=False)
+    exact = s[:, -1] / s[:, 0]
+    # exact where computed by SVD, otherwise a lower bound far above the thresholds
+    assert np.all(rc <= exact * (1 + 1e-9))
+    assert np.all(np.isclose(rc, exact, rtol=1e-6, atol=1e-15) | (rc > 1e-6))
+    status = classify(rc)
+    assert np.all(status[:5] == DEPENDENT) and np.all(status[10:] == INDEPENDENT)
+    assert np.all(rc[:5] < 1e-3 * DEPENDENT_TOL)
+    # row lengths do not matter: the same decisions with unit rows
+    N1, rc1 = subset_normals(Gh, unit_rows=True)
+    np.testing.assert_allclose(N1[10:], N[10:], atol=1e-12)
+    np.testing.assert_allclose(rc1, rc, rtol=1e-6, atol=1e-15)
+
+
+def test_classify_thresholds_and_inverse_condition():
+    rc = np.array([0.0, DEPENDENT_TOL, 2 * DEPENDENT_TOL, 0.5 * INDEPENDENT_TOL, INDEPENDENT_TOL])
+    assert classify(rc).tolist() == [DEPENDENT, DEPENDENT, UNDECIDED, UNDECIDED, INDEPENDENT]
+    assert classify(np.array([np.nan])).tolist() == [DEPENDENT]
+    G = np.array([[[1.0, 0.0, 0.0], [1.0, 1e-11, 0.0]], [[1e8, 0.0, 0.0], [0.0, 1e-8, 0.0]]])
+    rc = inverse_condition(G)
+    assert DEPENDENT_TOL < rc[0] < INDEPENDENT_TOL  # nearly parallel: undecided
+    assert rc[1] == pytest.approx(1.0)  # orthogonal, however long
+    assert inverse_condition(np.zeros((2, 0, 3))).tolist() == [1.0, 1.0]
+    assert inverse_condition(np.array([[[0.0, 0.0], [1.0, 0.0]]]))[0] == 0.0
+
+
+def test_equilibrate_is_invariant_to_units_and_keeps_constant_features():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((30, 4))
+    X[:, 2] = 5.0  # constant
+    Z, c, s = equilibrate(X, center=True)
+    assert np.all(Z[:, 2] == 0.0) and s[2] == 1.0 and np.all(s > 0)
+    np.testing.assert_allclose(np.sqrt(np.mean(Z[:, [0, 1, 3]] ** 2, axis=0)), 1.0)
+    np.testing.assert_allclose((X - c) / s, Z)
+    factor = np.array([1e-8, 1e8, 1e3, 1e-4])
+    Z2, c2, s2 = equilibrate(X * factor + factor * 3.0, center=True)
+    np.testing.assert_allclose(Z2, Z, atol=1e-12)
+    # without centring: only scaling; all-zero columns stay zero with scale 1
+    X[:, 2] = 0.0
+    Z3, c3, s3 = equilibrate(X, center=False)
+    assert np.all(c3 == 0) and s3[2] == 1.0 and np.all(Z3[:, 2] == 0.0)
+    np.testing.assert_allclose(equilibrate(X * factor, center=False)[0], Z3, atol=1e-12)
