@@ -2,6 +2,10 @@
 
 Starts the API (uvicorn) and a Celery worker subprocess on SQLite and Celery's filesystem
 broker under ``./var/``. Environment variables (``WEDGENET_*``) override every default.
+
+The worker compiles the numerical kernels before it takes jobs (on the first start after an
+install, about half a minute; later starts load them from numba's on-disk cache in a second or
+two; see :mod:`wedgenet.warmup`), so a job queued meanwhile waits instead of compiling.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ def serve_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (concurrency)")
     parser.add_argument("--data-dir", default="./var", help="SQLite file and broker folder")
     parser.add_argument("--no-worker", action="store_true", help="run the API only")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="the worker skips compiling the numerical kernels at start "
+                             "(its first jobs then compile what they use)")
     args = parser.parse_args(argv)
 
     os.environ.update(embedded_env(args.data_dir))
@@ -67,6 +74,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        if args.no_warmup:
+            env["WEDGENET_WARMUP"] = "false"
         # own process group, so the whole worker (main + pool children) is stopped together
         worker = subprocess.Popen(
             worker_command(args.workers), env=env, start_new_session=True,

@@ -1,14 +1,20 @@
 """Celery application. Broker from ``WEDGENET_BROKER_URL`` (Redis in production, Celery's
-filesystem broker in the embedded default). No result backend: results live in SQL."""
+filesystem broker in the embedded default). No result backend: results live in SQL.
+
+A worker started by ``celery worker`` (and so by ``wedgenet serve``) compiles or loads the
+numerical kernels (:func:`wedgenet.warmup.warm_up`) in its main process before the pool starts,
+so that no job pays for numba compilation; ``WEDGENET_WARMUP=false`` skips that.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 from app.core.config import get_settings
 
@@ -48,6 +54,44 @@ def make_celery() -> Celery:
 celery_app = make_celery()
 
 _sweeper: Any = None
+
+
+def warmup_enabled() -> bool:
+    """``WEDGENET_WARMUP`` (default true): warm the numerical kernels up at worker start."""
+    return os.environ.get("WEDGENET_WARMUP", "true").strip().lower() not in (
+        "0", "false", "no", "off")
+
+
+@celeryd_after_setup.connect
+def _warm_up_kernels(**_: Any) -> None:
+    """Compile (first start) or load (later starts) the numerical kernels before any job.
+
+    ``celeryd_after_setup`` runs in the worker's main process after logging is set up and
+    before the pool starts and the consumer takes jobs. Prefork pool processes are forked
+    from this process afterwards and inherit the compiled kernels (and the imported
+    solvers), so neither the first job of a fresh worker nor a replaced pool process
+    compiles anything; the compiled code is also in numba's on-disk cache, which makes the
+    next worker start fast. A failure is logged and the worker starts anyway (jobs then
+    compile what they need on first use).
+    """
+    if not warmup_enabled():
+        return
+    from wedgenet.warmup import kernel_stats, warm_up
+
+    log.info("compiling numerical kernels (first start only)...")
+    try:
+        seconds = warm_up()
+    except Exception:
+        log.exception("warm-up of the numerical kernels failed; jobs compile them on first use")
+        return
+    stats = kernel_stats()
+    cache = ", ".join(stats.cache_dirs) or "no cache"
+    if stats.compiled:
+        log.info("numerical kernels compiled in %.1f s (%d signatures), cached in %s",
+                 seconds, stats.compiled, cache)
+    else:
+        log.info("numerical kernels ready in %.1f s (loaded from the cache in %s)",
+                 seconds, cache)
 
 
 @worker_ready.connect
