@@ -63,8 +63,21 @@ class SolveParams(BaseModel):
     p: Literal[1, 2] = 1
     bias: bool = True
     lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
-    source: Literal["exhaustive", "sample"] = "exhaustive"
-    n_columns: int | None = Field(default=None, ge=1, le=100_000_000)
+    source: Literal["auto", "exhaustive", "sample", "search"] = Field(
+        default="auto",
+        description="'exhaustive': price every column of the exact dictionary (certifiable; "
+        "refused over max_columns); 'search': find columns by local search (any dimension, "
+        "never certified; a valid loose lower bound and a gap estimate are reported); "
+        "'sample': n_columns random hyperplanes; 'auto': exhaustive when the dictionary has "
+        "at most max_columns columns, search otherwise")
+    n_columns: int | None = Field(
+        default=None, ge=1, le=100_000_000,
+        description="source='sample': hyperplanes to sample; source='search' (or 'auto' "
+        "when it searches): random hyperplanes priced exactly as extra starting points")
+    max_time: float | None = Field(
+        default=None, gt=0, le=86_400, allow_inf_nan=False,
+        description="seconds after which column generation stops and the best network so "
+        "far is stored with its gap and certified=false; default WEDGENET_DEFAULT_MAX_TIME")
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     max_columns: int = Field(default=2_000_000, ge=1, le=1_000_000_000)
     solver: Literal["auto", "cvxpy", "workingset"] = "auto"

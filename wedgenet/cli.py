@@ -79,8 +79,21 @@ def _add_problem_args(ap: argparse.ArgumentParser) -> None:
     bias.add_argument("--bias", dest="bias", action="store_true", default=True)
     bias.add_argument("--no-bias", dest="bias", action="store_false")
     ap.add_argument("--lam", type=float, default=0.01)
-    ap.add_argument("--source", default="exhaustive", choices=["exhaustive", "sample"])
-    ap.add_argument("--n-columns", type=int, help="hyperplanes to sample (--source sample)")
+    ap.add_argument(
+        "--source",
+        default="auto",
+        choices=["auto", "exhaustive", "sample", "search"],
+        help="auto: exhaustive when the dictionary has at most --max-columns columns, "
+        "search otherwise",
+    )
+    ap.add_argument(
+        "--n-columns", type=int, help="hyperplanes to sample (--source sample) or extra "
+        "random search starts (--source search)"
+    )
+    ap.add_argument(
+        "--max-time", type=float, help="seconds; then the best network so far is returned "
+        "(not certified). Default: none when scanned, 120 when searched"
+    )
     ap.add_argument("--max-columns", type=int, default=2_000_000)
     ap.add_argument("--solver", default="auto", choices=["auto", "cvxpy", "workingset"])
     ap.add_argument("--tol", type=float, default=1e-6)
@@ -110,6 +123,7 @@ def _run_solve(
         tol=args.tol,
         seed=args.seed,
         progress=progress,
+        max_time=args.max_time,
     )
     return result, X, y
 
@@ -119,6 +133,11 @@ def print_summary(result: SolveResult, out: Any = None) -> None:
     print(f"objective        {result.primal_objective:.10g}", file=out)
     print(f"dual bound       {result.dual_objective:.10g}", file=out)
     print(f"relative gap     {result.relative_gap:.3e}", file=out)
+    if result.gap_estimate is not None:
+        print(f"gap estimate     {result.gap_estimate:.3e} (best column the search found)",
+              file=out)
+    if result.certificate_note:
+        print(f"why uncertified  {result.certificate_note}", file=out)
     kind = "exact (p = 1)" if result.exact else "approximate (p = 2, upper bound)"
     cert = "certified" if result.certified else "not certified"
     print(f"certificate      {cert}; dictionary {kind}; scanned {result.scanned}", file=out)

@@ -1,39 +1,55 @@
-"""scikit-learn style estimators around :func:`wedgenet.solve`."""
+"""scikit-learn estimators around :func:`wedgenet.solve`.
+
+Both subclass :class:`sklearn.base.BaseEstimator` (``get_params`` / ``set_params`` /
+``clone`` / pipelines / grid search work as for any scikit-learn model) with the matching
+mixin (:class:`~sklearn.base.RegressorMixin`: ``score`` is R^2;
+:class:`~sklearn.base.ClassifierMixin`: ``score`` is accuracy).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.network import TwoLayerNetwork
-from wedgenet.solve import Solver, SolveResult, solve
+from wedgenet.solve import Solver, SolveResult, SourceName, solve
 
 FloatArray = NDArray[np.float64]
 
-
-class _WedgeNetBase:
-    """Shared parameters and fitted attributes.
-
+_PARAMS_DOC = """
     Parameters
     ----------
     lam : float, default 0.01
-        Regularization strength (objective ``L + (lam/2) sum ||w_j||_p^2 + ||a_j||^2``).
+        Regularization strength: the objective is
+        ``L + (lam/2) sum_j (||w_j||_p^2 + ||a_j||^2)`` with the loss summed over samples.
     p : {1, 2}, default 1
         Norm of first-layer weights; ``p = 1`` is exact and certifiable.
     bias : bool, default True
         Biased hidden neurons.
-    source : {"exhaustive", "sample"}, default "exhaustive"
+    source : {"auto", "exhaustive", "sample", "search"}, default "auto"
+        ``auto`` prices the whole exact dictionary when it has at most ``max_columns``
+        columns (certifiable) and finds columns by pricing search otherwise (any dimension;
+        never certified, reports a valid loose lower bound and a gap estimate).
     n_columns : int, optional
-        Hyperplanes to sample when ``source="sample"``.
+        Hyperplanes to sample (``source="sample"``) or random extra search starts.
     max_columns : int, default 2_000_000
-        Refuse larger exhaustive dictionaries.
+        Largest dictionary that is enumerated.
     solver : {"auto", "cvxpy", "workingset"}, default "auto"
     tol : float, default 1e-6
         Target relative duality gap.
+    max_time : float, optional
+        Seconds after which the best network so far is returned (uncertified); default:
+        unbounded when the dictionary is scanned, 120 s when it is searched.
     seed : int, default 0
+"""
+
+
+class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
+    """Shared parameters and fitted attributes.
 
     Attributes
     ----------
@@ -44,19 +60,18 @@ class _WedgeNetBase:
     n_features_in_ : int
     """
 
-    _loss: str = "squared"
-
     def __init__(
         self,
         lam: float = 0.01,
         *,
         p: int = 1,
         bias: bool = True,
-        source: Literal["exhaustive", "sample"] = "exhaustive",
+        source: SourceName = "auto",
         n_columns: int | None = None,
         max_columns: int | None = 2_000_000,
         solver: Solver = "auto",
         tol: float = 1e-6,
+        max_time: float | None = None,
         seed: int = 0,
     ) -> None:
         self.lam = lam
@@ -67,30 +82,8 @@ class _WedgeNetBase:
         self.max_columns = max_columns
         self.solver = solver
         self.tol = tol
+        self.max_time = max_time
         self.seed = seed
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "lam",
-                "p",
-                "bias",
-                "source",
-                "n_columns",
-                "max_columns",
-                "solver",
-                "tol",
-                "seed",
-            )
-        }
-
-    def set_params(self, **params: Any) -> _WedgeNetBase:
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise WedgeNetError(f"unknown parameter {k!r}")
-            setattr(self, k, v)
-        return self
 
     def _fit(self, X: Any, y: Any, loss: str) -> None:
         result = solve(
@@ -106,6 +99,7 @@ class _WedgeNetBase:
             max_columns=self.max_columns,
             solver=self.solver,
             tol=self.tol,
+            max_time=self.max_time,
         )
         self.result_: SolveResult = result
         self.network_: TwoLayerNetwork = result.network
@@ -128,9 +122,12 @@ class _WedgeNetBase:
         return self.network_.neurons
 
 
-class WedgeNetRegressor(_WedgeNetBase):
-    """Two-layer ReLU regression network trained by convex optimization (squared loss).
-
+class WedgeNetRegressor(RegressorMixin, _WedgeNetBase):  # type: ignore[misc]
+    __doc__ = (
+        """Two-layer ReLU regression network trained by convex optimization (squared loss).
+"""
+        + _PARAMS_DOC
+        + """
     Examples
     --------
     >>> import numpy as np
@@ -139,6 +136,7 @@ class WedgeNetRegressor(_WedgeNetBase):
     >>> model.result_.certified
     True
     """
+    )
 
     def fit(self, X: Any, y: Any) -> WedgeNetRegressor:
         self._fit(X, y, "squared")
@@ -148,33 +146,46 @@ class WedgeNetRegressor(_WedgeNetBase):
         X = self._check_fitted(X)
         return self.network_.decision_function(X)
 
-    def score(self, X: Any, y: Any) -> float:
-        """Coefficient of determination R^2."""
-        y = np.asarray(y, dtype=float)
-        pred = self.predict(X).reshape(y.shape)
-        ss_res = float(np.sum((y - pred) ** 2))
-        ss_tot = float(np.sum((y - y.mean(axis=0)) ** 2))
-        return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
 
-
-class WedgeNetClassifier(_WedgeNetBase):
-    """Two-layer ReLU classifier trained by convex optimization.
-
-    Parameters
-    ----------
-    loss : {"logistic", "hinge", "softmax"}, default "logistic"
+class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
+    __doc__ = (
+        """Two-layer ReLU classifier trained by convex optimization.
+"""
+        + _PARAMS_DOC
+        + """    loss : {"logistic", "hinge", "softmax"}, default "logistic"
         Binary losses need two classes; ``softmax`` handles any number (vector output,
         group norm as in Thm 14).
-    **kwargs
-        As for :class:`WedgeNetRegressor`.
     """
+    )
 
-    def __init__(self, lam: float = 0.01, *, loss: str = "logistic", **kwargs: Any) -> None:
-        super().__init__(lam, **kwargs)
+    def __init__(
+        self,
+        lam: float = 0.01,
+        *,
+        loss: str = "logistic",
+        p: int = 1,
+        bias: bool = True,
+        source: SourceName = "auto",
+        n_columns: int | None = None,
+        max_columns: int | None = 2_000_000,
+        solver: Solver = "auto",
+        tol: float = 1e-6,
+        max_time: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            lam,
+            p=p,
+            bias=bias,
+            source=source,
+            n_columns=n_columns,
+            max_columns=max_columns,
+            solver=solver,
+            tol=tol,
+            max_time=max_time,
+            seed=seed,
+        )
         self.loss = loss
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {**super().get_params(deep), "loss": self.loss}
 
     def fit(self, X: Any, y: Any) -> WedgeNetClassifier:
         if self.loss not in ("logistic", "hinge", "softmax"):
@@ -195,7 +206,3 @@ class WedgeNetClassifier(_WedgeNetBase):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
-
-    def score(self, X: Any, y: Any) -> float:
-        """Accuracy."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))

@@ -23,8 +23,8 @@ class DictionaryTooLarge(WedgeNetError):
         self.limit = int(limit)
         super().__init__(
             f"the exhaustive dictionary has {self.size:,} columns, above the limit of "
-            f"{self.limit:,}; use source='sample' with n_columns=<number of hyperplanes> "
-            f"(or raise max_columns)"
+            f"{self.limit:,}; use source='search' (or 'auto', the default, which searches "
+            f"dictionaries this large), or raise max_columns"
         )
 
 

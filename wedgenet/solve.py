@@ -7,25 +7,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from wedgenet.bounds import pricing_upper_bound
 from wedgenet.certificate import certify
 from wedgenet.dictionary import Atoms, WedgeDictionary, features
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.pricing import DictionaryColumns, PricingResult, price
-from wedgenet.programs import ProgramSolution, group_norms, solve_cvxpy
+from wedgenet.programs import ProgramSolution, dual_bound, group_norms, solve_cvxpy
+from wedgenet.search import HyperplaneSearch
 from wedgenet.validation import check_inputs, check_X
 from wedgenet.workingset import solve_working_set
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[float, str], None]
 Solver = Literal["auto", "cvxpy", "workingset"]
+SourceName = Literal["auto", "exhaustive", "sample", "search"]
+#: Default time limit (seconds) of a solve whose dictionary is searched, not scanned.
+SEARCH_MAX_TIME = 120.0
+#: Width and L-BFGS iterations of the non-convex network that seeds a search (measured on a
+#: d = 10 teacher-student problem: a better-trained seed beats more search rounds).
+SEED_WIDTH = 200
+SEED_ITERATIONS = 500
 
 
 @dataclass
@@ -51,10 +60,15 @@ class SolveResult:
         (see :attr:`certifies_network`).
     exact : bool
         True for the ``p = 1`` dictionaries, whose program equals the network problem.
-    scanned : {"all", "sampled", "given"}
-        How much of the dictionary was checked.
+    scanned : {"all", "sampled", "searched"}
+        How much of the dictionary was checked: every column, a random sample of columns
+        (the program over the sample was solved), or columns found by pricing search.
     n_columns : int
         Number of dictionary columns that were priced.
+    gap_estimate : float or None
+        ``scanned="searched"`` only: the relative gap against the best column the search
+        found, ``(primal - dual_found) / |primal|``. An estimate, not a bound: a better
+        column may exist. :attr:`relative_gap` is the valid (loose) one.
     """
 
     network: TwoLayerNetwork
@@ -70,6 +84,7 @@ class SolveResult:
     params: dict[str, Any]
     classes: np.ndarray | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    gap_estimate: float | None = None
     #: Why the result is not certified (empty when it is); see :func:`wedgenet.certificate.certify`.
     certificate_note: str = ""
 
@@ -93,6 +108,7 @@ class SolveResult:
             "solve_time": float(self.solve_time),
             "params": dict(self.params),
             "classes": None if self.classes is None else [_plain(c) for c in self.classes],
+            "gap_estimate": None if self.gap_estimate is None else float(self.gap_estimate),
             "certificate_note": self.certificate_note,
             "network": self.network.to_dict(),
         }
@@ -110,7 +126,7 @@ def solve(
     p: int = 1,
     bias: bool = True,
     lam: float = 0.01,
-    source: Literal["exhaustive", "sample"] = "exhaustive",
+    source: SourceName = "auto",
     n_columns: int | None = None,
     seed: int = 0,
     max_columns: int | None = 2_000_000,
@@ -121,6 +137,8 @@ def solve(
     progress: Progress | None = None,
     initial: Sequence[IndexSet] | TwoLayerNetwork | None = None,
     pricer: Callable[[FloatArray, int, float], PricingResult] | None = None,
+    max_time: float | None = None,
+    search_seed_network: bool = True,
 ) -> SolveResult:
     """Train a two-layer ReLU network by convex optimization over a wedge dictionary.
 
@@ -143,13 +161,24 @@ def solve(
         Biased hidden neurons.
     lam : float
         Regularization strength, > 0.
-    source : {"exhaustive", "sample"}
-        Enumerate the whole dictionary (certifiable) or sample ``n_columns`` hyperplanes.
+    source : {"auto", "exhaustive", "sample", "search"}
+        Where the columns come from. ``exhaustive``: every column of the exact dictionary is
+        priced (the only certifiable choice). ``sample``: ``n_columns`` random hyperplanes
+        (the program over that sample is solved; nothing is said about the rest).
+        ``search``: pricing by local search over the exact dictionary
+        (:class:`wedgenet.search.HyperplaneSearch`), for dictionaries too large to enumerate;
+        the result reports a *valid* lower bound from an upper bound on the pricing maximum
+        (:func:`wedgenet.bounds.pricing_upper_bound`) and the gap estimated from the best
+        column found, and is never certified. ``auto`` (default): ``exhaustive`` when the
+        dictionary has at most ``max_columns`` columns, ``search`` otherwise.
     n_columns : int, optional
-        Number of hyperplanes to sample when ``source="sample"`` (each gives 2 columns).
+        Number of hyperplanes to sample when ``source="sample"`` (each gives 2 columns);
+        with ``source="search"``, the number of random hyperplanes priced exactly as extra
+        starting points (default 1024).
     seed : int
     max_columns : int, optional
-        Refuse an exhaustive dictionary with more columns (:class:`DictionaryTooLarge`).
+        Largest exhaustive dictionary: ``source="exhaustive"`` refuses a larger one
+        (:class:`DictionaryTooLarge`), ``source="auto"`` searches it instead.
     solver : {"auto", "cvxpy", "workingset"}
         ``cvxpy`` materializes the dictionary and solves with CLARABEL (reference);
         ``workingset`` is column generation with streamed pricing (fast path). ``auto``
@@ -168,6 +197,16 @@ def solve(
         ``pricer(V, n_top, threshold) -> PricingResult`` replacing the in-process full scan,
         e.g. a scan split over several workers (:func:`price_range` prices one part). It
         must cover every column of the dictionary for the result to be certified.
+    max_time : float, optional
+        Seconds (counted from the call, warm starts included) after which column generation
+        stops and returns the best network so far with its (honest) gap and
+        ``certified=False``; the overrun is at most one restricted solve and one pricing
+        round. Default: unbounded for scanned dictionaries, ``SEARCH_MAX_TIME`` for searched
+        ones.
+    search_seed_network : bool, default True
+        With ``source="search"``: also start the search from the neurons of a quickly
+        trained non-convex network, snapped to dictionary columns
+        (:func:`seed_index_sets`).
 
     Returns
     -------
@@ -180,22 +219,39 @@ def solve(
         raise WedgeNetError(f"tol must be in (0, 1), got {tol}")
     if solver not in ("auto", "cvxpy", "workingset"):
         raise WedgeNetError(f"unknown solver {solver!r}; choose auto, cvxpy or workingset")
-    if source not in ("exhaustive", "sample"):
-        raise WedgeNetError(f"unknown source {source!r}; choose exhaustive or sample")
+    if source not in ("auto", "exhaustive", "sample", "search"):
+        raise WedgeNetError(
+            f"unknown source {source!r}; choose auto, exhaustive, sample or search"
+        )
+    if max_time is not None and not (np.isfinite(max_time) and max_time > 0):
+        raise WedgeNetError(f"max_time must be a positive number of seconds, got {max_time}")
     loss_obj = get_loss(loss)
     X, Y, classes = check_inputs(X, y, loss_obj)
     start = time.perf_counter()
     if progress is not None:
         progress(0.0, "building dictionary")
-    dictionary = WedgeDictionary(
-        X,
-        p=p,
-        bias=bias,
-        source=source,
-        n_hyperplanes=n_columns,
-        seed=seed,
-        max_columns=max_columns,
-    )
+    source = resolve_source(X, source, p=p, bias=bias, max_columns=max_columns)
+    if source == "search" and solver == "cvxpy":
+        raise WedgeNetError(
+            "solver='cvxpy' needs a dictionary it can materialize; the searched dictionary "
+            "is solved by the working set (solver='auto')"
+        )
+    if source == "search":
+        dictionary = WedgeDictionary(
+            X, p=p, bias=bias, source="sample", n_hyperplanes=n_columns or 1024, seed=seed
+        )
+        if max_time is None:
+            max_time = SEARCH_MAX_TIME
+    else:
+        dictionary = WedgeDictionary(
+            X,
+            p=p,
+            bias=bias,
+            source=source,
+            n_hyperplanes=n_columns,
+            seed=seed,
+            max_columns=max_columns,
+        )
     params = {
         "loss": loss_obj.name,
         "p": int(p),
@@ -208,8 +264,10 @@ def solve(
         "solver": solver,
         "tol": float(tol),
         "fit_offset": bool(fit_offset),
+        "max_time": max_time,
     }
     history: list[dict[str, float]] = []
+    gap_estimate: float | None = None
     if solver == "cvxpy":
         atoms = dictionary.atoms()
         K = features(X, atoms.normals)
@@ -221,6 +279,25 @@ def solve(
         n_priced = int(K.shape[1])
         name = sol.solver
     else:
+        initial_atoms = _initial_atoms(dictionary, initial)
+        search: HyperplaneSearch | None = None
+        if source == "search":
+            if progress is not None:
+                progress(0.0, "seeding the search")
+            sampled, seeded = _search_starts(
+                dictionary, X, Y, loss_obj, lam, search_seed_network
+            )
+            search = HyperplaneSearch(
+                dictionary,
+                seed=seed,
+                initial=_union_atoms(sampled, seeded),
+                deadline=None if max_time is None else start + max_time,
+            )
+            pricer = search
+            if len(seeded):
+                initial_atoms = seeded if initial_atoms is None else _union_atoms(
+                    initial_atoms, seeded
+                )
         ws = solve_working_set(
             DictionaryColumns(dictionary, chunk_size=chunk_size),
             Y,
@@ -229,14 +306,20 @@ def solve(
             fit_offset=fit_offset,
             tol=tol,
             progress=progress,
-            partial_pricer=partial_pricer(dictionary, chunk_size),
+            partial_pricer=None if search else partial_pricer(dictionary, chunk_size),
             pricer=pricer,
-            initial_atoms=_initial_atoms(dictionary, initial),
+            initial_atoms=initial_atoms,
+            max_time=None if max_time is None else max(
+                max_time - (time.perf_counter() - start), 1e-3
+            ),
         )
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
         name = "workingset/" + ("cd" if loss_obj.name == "squared" else "cvxpy")
+        if search is not None:
+            gap_estimate = sol.gap
+            sol = _with_valid_bound(sol, X, Y, loss_obj, lam, p=p, bias=bias)
     network = reconstruct(dictionary, atoms, sol)
-    scanned = "all" if source == "exhaustive" else "sampled"
+    scanned = {"exhaustive": "all", "sample": "sampled", "search": "searched"}[source]
     cert = certify(dictionary, sol, Y, loss_obj, lam, tol, scanned=scanned)
     result = SolveResult(
         network=network,
@@ -252,6 +335,7 @@ def solve(
         params=params,
         classes=classes,
         history=history,
+        gap_estimate=gap_estimate,
         certificate_note=cert.note,
     )
     verify(result, X, Y, loss_obj, lam, p, atoms, sol)
@@ -348,10 +432,12 @@ def seed_index_sets(
     lam: float,
     width: int | None = None,
     seed: int = 0,
+    max_iter: int = 200,
 ) -> list[IndexSet]:
     """Index sets of the polished neurons of a quickly trained network (a warm start).
 
-    Trains a network briefly with the non-convex trainer, polishes its first layer
+    Trains a network briefly (``max_iter`` L-BFGS iterations) with the non-convex trainer,
+    polishes its first layer
     (Sec. 4.1) and returns the index sets of the polished neurons in both orientations.
     """
     from wedgenet.nonconvex import train_nonconvex
@@ -360,7 +446,8 @@ def seed_index_sets(
     X = np.asarray(X, dtype=float)
     width = width or min(4 * X.shape[1] + 8, 64)
     trained = train_nonconvex(
-        X, y, loss=loss, p=p, bias=bias, lam=lam, width=width, restarts=1, seed=seed, max_iter=200
+        X, y, loss=loss, p=p, bias=bias, lam=lam, width=width, restarts=1, seed=seed,
+        max_iter=max_iter,
     )
     net = trained.network
     polished = polish_layer(X, net.W, net.b if bias else None, p=p, bias=bias)
@@ -417,6 +504,82 @@ def partial_pricer(
         return price(DictionaryColumns(sample, chunk_size=chunk_size), V, n_top, threshold)
 
     return scan
+
+
+def resolve_source(
+    X: FloatArray, source: SourceName, *, p: int, bias: bool, max_columns: int | None
+) -> Literal["exhaustive", "sample", "search"]:
+    """The dictionary source :func:`solve` uses: ``auto`` becomes ``exhaustive`` when the
+    exact dictionary has at most ``max_columns`` columns and ``search`` otherwise."""
+    if source != "auto":
+        return source
+    size = WedgeDictionary(X, p=p, bias=bias).size
+    return "exhaustive" if max_columns is None or size <= max_columns else "search"
+
+
+def _search_starts(
+    dictionary: WedgeDictionary,
+    X: FloatArray,
+    Y: FloatArray,
+    loss: Loss,
+    lam: float,
+    seed_network: bool,
+) -> tuple[Atoms, Atoms]:
+    """Starting columns of the search: the dictionary's random sample and (possibly empty)
+    the snapped neurons of a quickly trained non-convex network."""
+    sampled = dictionary.atoms()
+    seeded = sampled.take(np.zeros(0, dtype=np.int64))
+    if seed_network and loss.name in ("squared", "logistic", "softmax"):
+        y = Y if loss.name == "squared" else _labels(Y, loss)
+        sets = seed_index_sets(
+            X,
+            y,
+            loss=loss.name,  # type: ignore[arg-type]
+            p=dictionary.p,
+            bias=dictionary.bias,
+            lam=lam,
+            width=min(SEED_WIDTH, X.shape[0]),
+            seed=dictionary.seed,
+            max_iter=SEED_ITERATIONS,
+        )
+        if sets:
+            given = WedgeDictionary(
+                X, p=dictionary.p, bias=dictionary.bias, source="given", index_sets=sets
+            )
+            seeded = given.atoms()
+    return sampled, seeded
+
+
+def _union_atoms(a: Atoms, b: Atoms) -> Atoms:
+    return Atoms.concatenate([a, b], a.subsets.shape[1], a.normals.shape[1] - 1)
+
+
+def _labels(Y: FloatArray, loss: Loss) -> NDArray[np.int64]:
+    """Integer labels from encoded classification targets (for the non-convex seed)."""
+    if Y.shape[1] == 1:
+        return (Y[:, 0] > 0).astype(np.int64)
+    return np.argmax(Y, axis=1).astype(np.int64)
+
+
+def _with_valid_bound(
+    sol: ProgramSolution,
+    X: FloatArray,
+    Y: FloatArray,
+    loss: Loss,
+    lam: float,
+    *,
+    p: int,
+    bias: bool,
+) -> ProgramSolution:
+    """Replace a searched solution's dual estimate by a valid lower bound.
+
+    The dual point ``V`` is scaled into the dual feasible set with an *upper bound* on the
+    pricing maximum over every neuron (:func:`wedgenet.bounds.pricing_upper_bound`), so the
+    bound holds for every column of the exact dictionary, searched or not.
+    """
+    bound = pricing_upper_bound(X, sol.V, p=p, bias=bias)
+    dual = dual_bound(loss, sol.V, Y, lam, max(bound, sol.max_score))
+    return replace(sol, dual=min(dual, sol.dual))
 
 
 def reconstruct(

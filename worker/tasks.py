@@ -292,7 +292,7 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
             return "aborted"
         except wedgenet.DictionaryTooLarge as exc:
             _finish(job_id, token, settings, state="failed", error_code="dictionary_too_large",
-                    error_message=f"{exc}; use source='sample' with n_columns")
+                    error_message=str(exc))
             return "failed"
         except wedgenet.WedgeNetError as exc:
             _finish(job_id, token, settings, state="failed", error_code="invalid_input",

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
 
     # solve limits
     max_dictionary_columns: int = Field(default=2_000_000, ge=1)
+    #: ``max_time`` of solve jobs that do not set one (seconds): the best network so far is
+    #: stored, uncertified, when it runs out; keep it below ``task_soft_time_limit``
+    default_max_time: float = Field(default=900.0, gt=0)
 
     # job execution
     heartbeat_interval: float = Field(default=2.0, gt=0)

@@ -130,6 +130,9 @@ def test_weights_unknown_dataset(client) -> None:
     ({"loss": "cubic"}, "loss"),
     ({"tol": 2}, "tol"),
     ({"source": "exhaustive", "n_columns": 10}, "n_columns"),
+    ({"max_time": 0}, "max_time"),
+    ({"max_time": -1.0}, "max_time"),
+    ({"source": "everything"}, "source"),
     ({"bogus": 1}, "extra"),
     ({"loss": "logistic"}, "2 distinct values"),
     ({"loss": "softmax"}, "integer class labels"),
@@ -154,11 +157,21 @@ def test_dictionary_too_large(client, upload) -> None:
     ds = upload(rng.normal(size=(300, 6)), rng.normal(size=300))
     r = client.post("/jobs", json={"dataset_id": ds["id"], "params": {"source": "exhaustive"}})
     assert r.status_code == 422
-    assert "source='sample'" in r.json()["detail"]
+    assert "source='search'" in r.json()["detail"]
+    assert client.get("/jobs").json()["total"] == 0
+    for params in ({"source": "search", "scan_parts": 2}, {"scan_parts": 2},
+                   {"source": "search", "solver": "cvxpy"}):
+        r = client.post("/jobs", json={"dataset_id": ds["id"], "params": params})
+        assert r.status_code == 422 and "searched" in r.json()["detail"], (params, r.text)
     assert client.get("/jobs").json()["total"] == 0
     r = client.post("/jobs", json={"dataset_id": ds["id"],
                                    "params": {"source": "sample", "n_columns": 500}})
     assert r.status_code == 202
+    # the default (source='auto') searches a dictionary this large, with a time limit
+    r = client.post("/jobs", json={"dataset_id": ds["id"], "params": {"lam": 0.5}})
+    assert r.status_code == 202, r.text
+    params = r.json()["params"]
+    assert params["source"] == "auto" and params["max_time"] > 0, params
 
 
 def test_bad_predict(client, upload) -> None:

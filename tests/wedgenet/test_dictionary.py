@@ -102,7 +102,7 @@ def test_size_limit_names_size_and_sampling():
     with pytest.raises(DictionaryTooLarge) as err:
         WedgeDictionary(X, p=1, bias=True, max_columns=1000)
     assert err.value.size == dictionary_size(200, 3, 1, True) and err.value.limit == 1000
-    assert "source='sample'" in str(err.value)
+    assert "source='search'" in str(err.value)
 
 
 def test_formulas_and_features():

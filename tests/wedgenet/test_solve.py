@@ -154,8 +154,12 @@ def test_bad_input_raises_clear_errors(kwargs, match):
 
 def test_dictionary_too_large():
     X, y = data(300, 3)
-    with pytest.raises(DictionaryTooLarge, match="source='sample'"):
-        wn.solve(X, y, lam=0.1, max_columns=10_000)
+    with pytest.raises(DictionaryTooLarge, match="source='search'"):
+        wn.solve(X, y, lam=0.1, source="exhaustive", max_columns=10_000)
+    # the default (source='auto') searches instead, and never claims a certificate
+    res = wn.solve(X, y, lam=0.1, max_columns=10_000, max_time=10)
+    assert res.scanned == "searched" and not res.certified
+    assert res.dual_objective <= res.primal_objective
 
 
 def test_estimators():

@@ -90,20 +90,30 @@ def check_solve(body: SolveJobCreate, ds: Dataset, session: SessionDep,
 
     prm = body.params
     check_labels(prm.loss, ds, session)
-    if prm.source == "exhaustive":
+    size = int(wedgenet.dictionary_size(ds.n, ds.d, p=prm.p, bias=prm.bias))
+    limit = min(prm.max_columns, settings.max_dictionary_columns)
+    source = prm.source
+    if source == "auto":
+        source = "exhaustive" if size <= limit else "search"
+    if source == "exhaustive":
         if prm.n_columns is not None:
-            raise HTTPException(422, "n_columns is only used with source='sample'")
-        size = int(wedgenet.dictionary_size(ds.n, ds.d, p=prm.p, bias=prm.bias))
-        limit = min(prm.max_columns, settings.max_dictionary_columns)
+            raise HTTPException(422, "n_columns is only used with source='sample' or 'search'")
         if size > limit:
             raise HTTPException(
                 422, f"the exhaustive dictionary for n={ds.n}, d={ds.d} (p={prm.p}, "
                 f"bias={prm.bias}) has about {size} columns, over the limit of {limit}; "
-                "use source='sample' with n_columns",
+                "use source='search' (or 'auto')",
             )
     elif prm.n_columns is not None and prm.n_columns > settings.max_dictionary_columns:
         raise HTTPException(422, f"n_columns={prm.n_columns} exceeds the limit of "
                             f"{settings.max_dictionary_columns}")
+    if source == "search":
+        if prm.solver == "cvxpy":
+            raise HTTPException(422, f"the dictionary (about {size} columns) is searched, not "
+                                "materialized: use solver='auto' or 'workingset'")
+        if prm.scan_parts > 1:
+            raise HTTPException(422, f"scan_parts > 1 splits full scans; the dictionary "
+                                f"(about {size} columns) is searched, not scanned")
     if prm.scan_parts > settings.max_scan_parts:
         raise HTTPException(422, f"scan_parts={prm.scan_parts} exceeds the limit of "
                             f"{settings.max_scan_parts}")
@@ -186,6 +196,10 @@ def submit_job(
         params = body.params.model_dump(mode="json")
         if body.params.source == "exhaustive":
             params.pop("n_columns", None)
+        # the worker resolves source='auto' against the same limit as the check above
+        params["max_columns"] = min(body.params.max_columns, settings.max_dictionary_columns)
+        if params.get("max_time") is None:
+            params["max_time"] = settings.default_max_time
     job = Job(owner=owner, kind=body.kind, state="queued", dataset_id=ds.id,
               weight_set_id=weight_set_id, params=params,
               idempotency_key=idempotency_key or None, request_hash=request_hash,

@@ -1,0 +1,462 @@
+"""Pricing by search: finding high-scoring dictionary columns without enumerating them.
+
+Beyond a few dimensions the exact dictionary has ``C(n + d, D - 1)`` columns and cannot be
+scanned. Column generation still needs, at each dual point ``V``, columns whose *pricing
+score*
+
+    score(w, b) = || relu(X w + b)^T V ||_2 / ||w||_p
+
+exceeds ``lam``. This module finds them by a local search that only ever visits exact
+dictionary columns (oriented hyperplanes through ``D - 1`` generators: lifted samples and, for
+``p = 1``, basis directions), so every neuron found keeps its index set.
+
+The vertex walk
+---------------
+A column is a *vertex*: a hyperplane with normal ``h`` through the generators of its index set
+``S``. Dropping one generator ``g_j`` of ``S`` leaves ``D - 2`` generators whose common
+hyperplanes form a *pencil* ``phi(theta) = cos(theta) h + sin(theta) m_j`` (``m_j`` is column
+``j`` of the pseudo-inverse of the generator matrix, normalized: it is orthogonal to ``h`` and
+to every other generator of ``S``). Along the pencil each generator ``g_i`` crosses the
+hyperplane at two opposite angles, where ``S - {g_j} + {g_i}`` is again a column of the
+dictionary (one angle per orientation). Between those angles the score's numerator is
+``cos(theta) A + sin(theta) B`` with constant sums ``A``, ``B`` over the active samples, and for
+``p = 1`` the denominator ``||w(theta)||_1`` is of the same form, so the score of *every*
+column on the pencil follows from one sort of the crossing angles and a sweep with running
+sums: ``O((n + d) log(n + d) + n c)`` per pencil, ``D - 1`` pencils per vertex. For ``p = 1``
+the maximum of the score over the whole pencil is attained at one of those crossings (a ratio
+of a sinusoid and a piecewise sinusoid peaks at a breakpoint of the denominator or the
+numerator's active set), so a step is an exact line search over the pencil restricted to
+dictionary columns; for ``p = 2`` the columns are the crossings of samples only.
+
+A walk moves to the best column over all pencils while the score improves by a relative
+``1e-12`` and stops at a local maximum of the score over the vertex graph (or after
+``max_steps``). Starts: the best columns found in earlier rounds, re-scored at the new dual
+point (the current neurons), columns snapped from a quickly trained non-convex network
+(:func:`wedgenet.solve.seed_index_sets`), and random index sets. Every column visited or seen
+as the best of a pencil is a candidate; the candidates' scores are then recomputed exactly
+from the dictionary's own normals (:meth:`WedgeDictionary.hyperplanes`) before they are
+returned.
+
+What this gives, honestly: the best score *found*, never a proof that no better column
+exists. A result priced by search is reported ``scanned="searched"`` and never certified; its
+valid lower bound comes from an upper bound on the pricing maximum
+(:func:`wedgenet.bounds.pricing_upper_bound`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from wedgenet.dictionary import Atoms, WedgeDictionary
+from wedgenet.pricing import PricingResult, hyperplane_scores
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+TWO_PI = 2.0 * math.pi
+
+
+@njit(parallel=True, cache=True)
+def _pencil_scan(
+    A: np.ndarray,
+    C: np.ndarray,
+    V: np.ndarray,
+    n_points: int,
+    WA: np.ndarray,
+    WC: np.ndarray,
+    p: int,
+    gnorm: np.ndarray,
+    best_score: np.ndarray,
+    best_gen: np.ndarray,
+    best_angle: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """For each pencil ``j``, the best column ``S - {j} + {i}`` over the generators ``i``.
+
+    ``A[i] = g_i . h`` and ``C[i, j] = g_i . m_j`` for the samples (rows ``< n_points``,
+    weighted by ``V[i]``); ``WA``, ``WC`` the same for the rows of the map to original
+    weights, ``w(theta) = cos(theta) WA + sin(theta) WC[:, j]``. For ``p = 1`` the zero of
+    weight row ``q`` is where basis direction ``q`` joins the index set (generator
+    ``n_points + q``), so every event angle is a candidate column.
+    """
+    k = C.shape[1]
+    c = V.shape[1]
+    d = WA.shape[0]
+    n_rows = n_points + (d if p == 1 else 0)
+    for j in prange(k):
+        ang = np.empty(2 * n_rows)
+        row = np.empty(2 * n_rows, dtype=np.int64)
+        sgn = np.empty(2 * n_rows)
+        SA = np.zeros(c)
+        SC = np.zeros(c)
+        wsa = 0.0
+        wsc = 0.0
+        tot_wa = 0.0
+        tot_wc = 0.0
+        wa2 = 0.0
+        wc2 = 0.0
+        wac = 0.0
+        n_ev = 0
+        for r in range(n_rows):
+            if r < n_points:
+                a = A[r]
+                cc = C[r, j]
+                if math.hypot(a, cc) <= 1e-12 * gnorm[r]:
+                    continue  # on every hyperplane of the pencil
+            else:
+                a = WA[r - n_points]
+                cc = WC[r - n_points, j]
+                tot_wa += a
+                tot_wc += cc
+                if a == 0.0 and cc == 0.0:
+                    continue
+            beta = math.atan2(cc, a)
+            s0 = (beta - 0.5 * math.pi) % TWO_PI
+            e0 = (beta + 0.5 * math.pi) % TWO_PI
+            ang[n_ev] = s0
+            row[n_ev] = r
+            sgn[n_ev] = 1.0
+            ang[n_ev + 1] = e0
+            row[n_ev + 1] = r
+            sgn[n_ev + 1] = -1.0
+            n_ev += 2
+            if e0 < s0:  # the positive arc wraps around theta = 0: active there
+                if r < n_points:
+                    for q in range(c):
+                        SA[q] += V[r, q] * a
+                        SC[q] += V[r, q] * cc
+                else:
+                    wsa += a
+                    wsc += cc
+        if p != 1:
+            for q in range(d):
+                wa2 += WA[q] * WA[q]
+                wc2 += WC[q, j] * WC[q, j]
+                wac += WA[q] * WC[q, j]
+        order = np.argsort(ang[:n_ev])
+        bs = -1.0
+        bg = -1
+        ba = 0.0
+        e = 0
+        while e < n_ev:
+            theta = ang[order[e]]
+            # score at theta: the rows with an event exactly here are zero at theta, so
+            # whether they are counted does not matter; evaluate before applying them
+            ct = math.cos(theta)
+            st = math.sin(theta)
+            num = 0.0
+            for q in range(c):
+                val = ct * SA[q] + st * SC[q]
+                num += val * val
+            num = math.sqrt(num)
+            if p == 1:
+                den = 2.0 * (ct * wsa + st * wsc) - (ct * tot_wa + st * tot_wc)
+            else:
+                den2 = ct * ct * wa2 + 2.0 * ct * st * wac + st * st * wc2
+                den = math.sqrt(den2) if den2 > 0.0 else 0.0
+            e2 = e
+            while e2 < n_ev and ang[order[e2]] == theta:
+                e2 += 1
+            if den > 1e-12:
+                sc = num / den
+                if sc > bs:
+                    bs = sc
+                    r = row[order[e]]
+                    bg = r
+                    ba = theta
+            for t in range(e, e2):
+                r = row[order[t]]
+                s = sgn[order[t]]
+                if r < n_points:
+                    a = A[r]
+                    cc = C[r, j]
+                    for q in range(c):
+                        SA[q] += s * V[r, q] * a
+                        SC[q] += s * V[r, q] * cc
+                else:
+                    wsa += s * WA[r - n_points]
+                    wsc += s * WC[r - n_points, j]
+            e = e2
+        best_score[j] = bs
+        best_gen[j] = bg
+        best_angle[j] = ba
+
+
+@dataclass
+class _Frame:
+    """A vertex: index set ``S`` (pool indices), unit normal ``h`` and pencil directions."""
+
+    subset: IntArray
+    h: FloatArray
+    M: FloatArray  # (D, k) unit columns, orthogonal to h
+
+
+@dataclass
+class SearchStats:
+    """What the last :meth:`HyperplaneSearch.__call__` did."""
+
+    n_walks: int = 0
+    n_steps: int = 0
+    n_candidates: int = 0
+    best_score: float = 0.0
+    seconds: float = 0.0
+    history: list[float] = field(default_factory=list)
+
+
+class HyperplaneSearch:
+    """A pricer that searches the exact dictionary of ``dictionary`` for high scores.
+
+    Parameters
+    ----------
+    dictionary : WedgeDictionary
+        Defines the data, ``p``, ``bias`` and the generator pool; its ``source`` does not
+        matter (its columns are never enumerated).
+    n_random : int, default 2
+        Random starting index sets per call (each walked in both orientations).
+    n_restarts : int, default 12
+        Walks from the best previously found columns (re-scored at the new dual point).
+    max_steps : int, optional
+        Steps per walk; default ``3 (D - 1)`` clipped to [10, 100] (a step exchanges one
+        generator, so crossing the index set takes ``D - 1`` steps).
+    time_budget : float, default 3.0
+        Seconds per call; the walks stop (keeping what they found) when it runs out.
+    seed : int, default 0
+    initial : Atoms, optional
+        Starting columns for the first call (e.g. snapped non-convex neurons).
+    deadline : float, optional
+        A ``time.perf_counter()`` instant; no call searches past it (each still walks from
+        at least one start, so it returns columns).
+
+    Notes
+    -----
+    Called as ``pricer(V, n_top, threshold)`` like a full scan
+    (:func:`wedgenet.pricing.price`); the returned ``max_score`` is the best score *found*.
+    """
+
+    def __init__(
+        self,
+        dictionary: WedgeDictionary,
+        *,
+        n_random: int = 2,
+        n_restarts: int = 12,
+        max_steps: int | None = None,
+        time_budget: float = 3.0,
+        seed: int = 0,
+        initial: Atoms | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.dictionary = dictionary
+        self.n_random = int(n_random)
+        self.n_restarts = int(n_restarts)
+        self.max_steps = None if max_steps is None else int(max_steps)
+        self.time_budget = float(time_budget)
+        self.deadline = deadline
+        self.rng = np.random.default_rng(seed)
+        D = dictionary
+        self.G = np.ascontiguousarray(D.generators_, dtype=float)
+        self.gnorm = np.linalg.norm(self.G, axis=1)
+        self.n = D.n_samples
+        self.k = D.subset_size_
+        dim = D.dim_
+        # Linear map from working homogeneous coordinates to original (w, b).
+        self.T = D._to_original(np.eye(dim))  # (dim, d + 1)
+        self.Tw = np.ascontiguousarray(self.T[:, : D.n_features])
+        if D.p == 1:
+            # The pencil scan takes the zero of weight row q as the angle where direction
+            # q joins the index set: true when direction generators and weight rows are
+            # parallel (working coordinates that scale features, never mix them).
+            dirs = self.G[self.n :]
+            cos = np.abs(np.einsum("qi,iq->q", dirs, self.Tw)) / (
+                np.linalg.norm(dirs, axis=1) * np.linalg.norm(self.Tw, axis=0)
+            )
+            if dirs.shape[0] != self.Tw.shape[1] or not np.allclose(cos, 1.0, atol=1e-12):
+                raise AssertionError("p = 1 working coordinates must not mix features")
+        self.known: Atoms | None = initial
+        self.stats = SearchStats()
+
+    # ------------------------------------------------------------------ frames
+    def _frame(self, subset: IntArray, orient: FloatArray | None = None) -> _Frame | None:
+        Gs = self.G[subset]
+        if self.k == 0:
+            return None
+        u, s, vt = np.linalg.svd(Gs, full_matrices=True)
+        if s[-1] <= 1e-12 * s[0]:
+            return None
+        h = vt[-1]
+        if orient is not None and float(h @ orient) < 0:
+            h = -h
+        M = vt[: self.k].T @ (u.T / s[:, None])  # pseudo-inverse, (dim, k)
+        M /= np.linalg.norm(M, axis=0)
+        return _Frame(np.asarray(subset, dtype=np.int64), h, M)
+
+    def _orientation(self, atoms: Atoms) -> FloatArray:
+        """Working-coordinate normals of atoms (for orienting frames)."""
+        # original (w, b) = phi @ T  =>  phi = (w, b) @ pinv(T)
+        return np.asarray(atoms.normals @ np.linalg.pinv(self.T), dtype=float)
+
+    def _scan(self, fr: _Frame, V: FloatArray) -> tuple[FloatArray, IntArray, FloatArray]:
+        A = self.G @ fr.h
+        C = np.ascontiguousarray(self.G @ fr.M)
+        WA = self.Tw.T @ fr.h
+        WC = np.ascontiguousarray(self.Tw.T @ fr.M)
+        k = self.k
+        bs = np.empty(k)
+        bg = np.empty(k, dtype=np.int64)
+        ba = np.empty(k)
+        _pencil_scan(A, C, V, self.n, WA, WC, self.dictionary.p, self.gnorm, bs, bg, ba)
+        return bs, bg, ba
+
+    def _current_score(self, fr: _Frame, V: FloatArray) -> float:
+        w = self.Tw.T @ fr.h
+        den = float(np.linalg.norm(w, ord=self.dictionary.p))
+        if den <= 1e-12:
+            return -1.0
+        u = self.G[: self.n] @ fr.h
+        return float(np.linalg.norm(np.maximum(u, 0.0) @ V)) / den
+
+    # ------------------------------------------------------------------ walking
+    def walk(
+        self, fr: _Frame, V: FloatArray, deadline: float, max_steps: int
+    ) -> tuple[list[tuple[IntArray, FloatArray]], float]:
+        """Walk from ``fr`` uphill; returns the candidate columns ``(subset, phi)`` seen."""
+        seen: list[tuple[IntArray, FloatArray]] = [(fr.subset.copy(), fr.h.copy())]
+        score = self._current_score(fr, V)
+        for _ in range(max_steps):
+            bs, bg, ba = self._scan(fr, V)
+            self.stats.n_steps += 1
+            order = np.argsort(-bs)
+            for j in order[: min(4, len(order))]:
+                if bs[j] > 0 and bg[j] >= 0:
+                    seen.append(self._moved(fr, int(j), int(bg[j]), float(ba[j])))
+            j = int(order[0])
+            if not (bs[j] > score * (1 + 1e-12)) or bg[j] < 0:
+                break
+            subset, phi = self._moved(fr, j, int(bg[j]), float(ba[j]))
+            nxt = self._frame(subset, phi)
+            if nxt is None:
+                break
+            fr, score = nxt, float(bs[j])
+            if time.perf_counter() > deadline:
+                break
+        return seen, score
+
+    def _moved(self, fr: _Frame, j: int, i: int, theta: float) -> tuple[IntArray, FloatArray]:
+        subset = fr.subset.copy()
+        subset[j] = i
+        phi = math.cos(theta) * fr.h + math.sin(theta) * fr.M[:, j]
+        return np.sort(subset), phi
+
+    def _random_subsets(self, m: int) -> IntArray:
+        P = self.G.shape[0]
+        out = np.empty((m, self.k), dtype=np.int64)
+        for r in range(m):
+            pool = self.n if self.dictionary.bias or self.dictionary.p == 2 else P
+            out[r] = np.sort(self.rng.choice(pool, size=self.k, replace=False))
+        return out
+
+    # ------------------------------------------------------------------ pricing
+    def __call__(self, V: FloatArray, n_top: int, threshold: float) -> PricingResult:
+        t0 = time.perf_counter()
+        deadline = self._deadline(t0)
+        V = np.ascontiguousarray(V, dtype=float).reshape(self.n, -1)
+        self.stats = SearchStats()
+        steps = self.max_steps or int(np.clip(3 * self.k, 10, 100))
+        atoms, scores = self._phase(V, self.n_restarts, self.n_random, steps, deadline)
+        if (scores.max() if scores.size else 0.0) <= threshold and (
+            self.deadline is None or time.perf_counter() < self.deadline
+        ):
+            # Nothing above the threshold: search harder before the caller concludes that
+            # the program is solved (more starts, longer walks, a fresh budget).
+            more = self._phase(
+                V,
+                3 * self.n_restarts,
+                4 * self.n_random + 2,
+                3 * steps,
+                self._deadline(time.perf_counter()),
+            )
+            atoms = Atoms.concatenate([atoms, more[0]], self.k, self.dictionary.n_features)
+            scores = np.concatenate([scores, more[1]])
+            atoms = _unique(atoms)
+            atoms, scores = self._rescored(atoms, V)
+        self.known = atoms.take(np.argsort(-scores)[: max(4 * self.n_restarts, n_top)])
+        self.stats.n_candidates = len(atoms)
+        self.stats.best_score = float(scores.max()) if scores.size else 0.0
+        self.stats.seconds = time.perf_counter() - t0
+        keep = np.flatnonzero(scores > threshold)
+        keep = keep[np.argsort(-scores[keep])][:n_top]
+        return PricingResult(
+            max_score=self.stats.best_score,
+            n_columns=len(atoms),
+            top_scores=scores[keep],
+            top_atoms=atoms.take(keep),
+        )
+
+    def _deadline(self, now: float) -> float:
+        end = now + self.time_budget
+        return end if self.deadline is None else min(end, self.deadline)
+
+    def _phase(
+        self, V: FloatArray, n_known: int, n_random: int, max_steps: int, deadline: float
+    ) -> tuple[Atoms, FloatArray]:
+        """Walks from the ``n_known`` best known columns and ``n_random`` random index sets
+        (both orientations); the exact, re-scored candidates they saw."""
+        starts: list[_Frame] = []
+        if self.known is not None and len(self.known):
+            known, kscores = self._rescored(self.known, V)
+            kn = known.take(np.argsort(-kscores)[:n_known])
+            for s, ph in zip(kn.subsets, self._orientation(kn), strict=True):
+                fr = self._frame(s, ph)
+                if fr is not None:
+                    starts.append(fr)
+        for s in self._random_subsets(n_random):
+            fr = self._frame(s)
+            if fr is not None:
+                starts.append(fr)
+                fl = self._frame(s, -fr.h)
+                if fl is not None:
+                    starts.append(fl)
+        cands: list[tuple[IntArray, FloatArray]] = []
+        for fr in starts:
+            if time.perf_counter() > deadline and cands:
+                break
+            seen, score = self.walk(fr, V, deadline, max_steps)
+            self.stats.n_walks += 1
+            self.stats.history.append(score)
+            cands.extend(seen)
+        return self._rescored(self._atoms(cands), V)
+
+    def _atoms(self, cands: Sequence[tuple[IntArray, FloatArray]]) -> Atoms:
+        """Exact, oriented dictionary columns of the candidates (duplicates removed)."""
+        D = self.dictionary
+        if not cands:
+            return Atoms.concatenate([], self.k, D.n_features)
+        subs = np.array([c[0] for c in cands], dtype=np.int64).reshape(-1, self.k)
+        phis = np.array([c[1] for c in cands], dtype=float)
+        orig = phis @ self.T  # candidates' (w, b) up to scale, with their orientation
+        keep, normals = D.hyperplanes(subs, dedupe=False)
+        signs = np.where(np.einsum("ij,ij->i", orig[keep], normals) >= 0, 1, -1)
+        atoms = Atoms(subs[keep], normals * signs[:, None], signs.astype(np.int64))
+        return _unique(atoms)
+
+    def _rescored(self, atoms: Atoms, V: FloatArray) -> tuple[Atoms, FloatArray]:
+        if len(atoms) == 0:
+            return atoms, np.zeros(0)
+        pos, _ = hyperplane_scores(self.dictionary.X, atoms.normals, V)
+        return atoms, pos
+
+
+def _unique(atoms: Atoms) -> Atoms:
+    if len(atoms) == 0:
+        return atoms
+    keys = np.concatenate([atoms.subsets, atoms.signs[:, None]], axis=1)
+    _, idx = np.unique(keys, axis=0, return_index=True)
+    return atoms.take(np.sort(idx))
+
+
+__all__ = ["HyperplaneSearch", "SearchStats"]
