@@ -150,3 +150,26 @@ def _settings():  # type: ignore[no-untyped-def]
     from app.core.config import get_settings
 
     return get_settings()
+
+
+def test_searched_job_on_a_real_table(client, upload) -> None:
+    """A d = 30 table (standardized breast_cancer): the default source='auto' searches, the
+    job stops within its max_time and stores an honest, uncertified network with index sets."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    X = (data.data - data.data.mean(0)) / data.data.std(0)
+    ds = upload(X[:200], data.target[:200].astype(np.int64))
+    r = client.post("/jobs", json={"dataset_id": ds["id"], "params": {
+        "loss": "logistic", "p": 2, "lam": 1.0, "max_time": 6, "l2_bound": False}})
+    assert r.status_code == 202, r.text
+    assert run_pending_jobs() == ["succeeded"]
+    job = client.get(f"/jobs/{r.json()['id']}").json()
+    net = client.get(f"/networks/{job['network_id']}").json()
+    assert net["certified"] is False
+    assert net["summary"]["scanned"] == "searched" and net["summary"]["params"]["source"] == "search"
+    assert "searched" in net["summary"]["certificate_note"]
+    assert net["dual_objective"] <= net["primal_objective"]
+    assert net["summary"]["gap_estimate"] is not None
+    assert net["neurons"] and all(len(nr["index_set"]["samples"]) == 30 for nr in net["neurons"])
