@@ -1,6 +1,6 @@
 """HTTP schemas (pydantic v2).
 
-Objective convention (DESIGN section 2): a two-layer ReLU network
+Objective convention (docs/conventions.md section 2): a two-layer ReLU network
 ``f(x) = sum_j a_j relu(w_j . x + b_j) + c`` is trained on
 ``L(f(X), y) + (lam / 2) sum_j (||w_j||_p^2 + ||a_j||_2^2)`` with unregularized biases; for the
 squared loss ``L = 0.5 * sum_i (f(x_i) - y_i)^2`` (summed, not averaged).
@@ -240,7 +240,8 @@ class PolishNeuronReport(BaseModel):
 
 
 class PolishReport(BaseModel):
-    """Objective (DESIGN section 2) of the uploaded weights and of the polished network."""
+    """Objective (docs/conventions.md section 2) of the uploaded weights and of the polished
+    network."""
 
     objective_before: float
     objective_rebalanced: float | None = Field(

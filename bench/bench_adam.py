@@ -3,7 +3,7 @@
     pip install torch==2.13.0      # optional, benchmarks only (the `torch` extra)
     python bench/bench_adam.py [--quick]
 
-Objective (DESIGN section 2), p = 1, biased neurons, squared loss summed:
+Objective (docs/conventions.md section 2), p = 1, biased neurons, squared loss summed:
 
     P = 0.5 * sum (f(x_i) - y_i)^2 + (lam / 2) * sum_j (||w_j||_1^2 + a_j^2)
 

@@ -1,8 +1,8 @@
 """How far is the p = 2 (weight decay) wedge program from the best non-convex network?
 
 For ``p = 2`` the wedge-dictionary program is an upper bound on the training optimum, not
-equal to it (DESIGN section 7). This benchmark measures, on the small evidence datasets of
-:func:`wedgenet.nonconvex.evidence_datasets` plus a few random ones, the ratio
+equal to it (docs/conventions.md section 7). This benchmark measures, on the small evidence
+datasets of :func:`wedgenet.nonconvex.evidence_datasets` plus a few random ones, the ratio
 
     (convex p = 2 value) / (best non-convex p = 2 value found)
 

@@ -17,11 +17,11 @@ PyTorch's defaults: ``nn.Linear`` initialization, betas (0.9, 0.999), eps 1e-8, 
 weight decay 0.01; the paper's lr 1e-2, batch 16, 100 epochs), then polishes the first layer
 and refits the output layer by the convex program, three ways (``union``, ``polished``,
 ``original`` = refit without polishing), and reports train/validation MSE (regression,
-standardized targets) or accuracy (classification), and the objective ``P`` of DESIGN section
-2 before and after. Datasets ship with scikit-learn (diabetes, breast_cancer, digits 3 vs 8)
-and, when the ``boston`` package is installed (it ships the CSV), Boston housing (the paper's
-Fig. 10). Results are printed as tables and plotted to ``docs/polishing_tabular.png``
-(``--json PATH`` also writes the raw numbers).
+standardized targets) or accuracy (classification), and the objective ``P`` of
+docs/conventions.md section 2 before and after. Datasets ship with scikit-learn (diabetes,
+breast_cancer, digits 3 vs 8) and, when the ``boston`` package is installed (it ships the
+CSV), Boston housing (the paper's Fig. 10). Results are printed as tables and plotted to
+``docs/polishing_tabular.png`` (``--json PATH`` also writes the raw numbers).
 """
 
 from __future__ import annotations

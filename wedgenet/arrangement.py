@@ -1,7 +1,8 @@
 """Certified lower bounds for weight-decay (``p = 2``) training via the exact convex program.
 
 For ``p = 2`` the wedge dictionary of :func:`wedgenet.solve` is an approximation: its value is
-an *upper* bound on the optimum of the non-convex training problem (DESIGN sections 2 and 7)
+an *upper* bound on the optimum of the non-convex training problem (docs/conventions.md
+sections 2 and 7)
 
     P(theta) = L(f(X), y) + (lam / 2) * sum_j ( ||w_j||_2^2 + a_j^2 ),
     f(x)     = sum_j a_j * relu(w_j . x + b_j) + c,
@@ -327,7 +328,7 @@ class ArrangementBound:
     Attributes
     ----------
     value : float
-        Training objective ``P`` (DESIGN section 2) of the network read off the program
+        Training objective ``P`` (docs/conventions.md section 2) of the network read off the program
         (:attr:`network`): an upper bound on the optimum of ``P``. In exact mode it equals
         the optimum up to the solver tolerance; in sampled mode it is an *estimate* (an
         upper bound on the exact program).
@@ -528,8 +529,9 @@ def arrangement_lower_bound(
 ) -> ArrangementBound:
     """Solve the exact convex program of ``p = 2`` training and certify a lower bound.
 
-    The objective is DESIGN section 2's ``P = L(f(X), y) + (lam / 2) sum_j (||w_j||_2^2 +
-    a_j^2)`` with summed loss and unregularized biases; see the module docstring for the
+    The objective is docs/conventions.md section 2's
+    ``P = L(f(X), y) + (lam / 2) sum_j (||w_j||_2^2 + a_j^2)`` with summed loss and
+    unregularized biases; see the module docstring for the
     program (Pilanci & Ergen 2020, hidden bias by lifting, only ``w`` penalized) and the
     certificate.
 

@@ -1,9 +1,10 @@
 """Wedge-product dictionaries: oriented hyperplanes through subsets of generators.
 
-Every dictionary of the paper's two-layer theorems is one object here (DESIGN section 3).
-Samples are lifted to ``[x, 1]`` when neurons have biases; a hyperplane through ``D - 1``
-generators (lifted samples and, for ``p = 1``, basis directions ``e_k`` / ``[e_k, 0]``) has
-normal ``(w, b) = cross(g_1, ..., g_{D-1})`` and gives the two feature columns
+Every dictionary of the paper's two-layer theorems is one object here (docs/conventions.md
+section 3). Samples are lifted to ``[x, 1]`` when neurons have biases; a hyperplane through
+``D - 1`` generators (lifted samples and, for ``p = 1``, basis directions ``e_k`` /
+``[e_k, 0]``) has normal ``(w, b) = cross(g_1, ..., g_{D-1})`` and gives the two feature
+columns
 
     K[:, j] = relu( X @ (s * w) + s * b ) / ||w||_p,     s in {+1, -1}
 

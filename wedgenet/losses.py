@@ -1,8 +1,9 @@
 """Losses of the convex programs, with gradients and convex conjugates.
 
-Each loss is *summed* over samples (DESIGN section 2). For a prediction matrix ``U`` of shape
-(n, c) and targets ``Y`` (encoded by :meth:`Loss.encode`), a loss provides its value, its
-gradient, the dual objective ``-L*(-V)`` used for lower bounds, and a cvxpy expression.
+Each loss is *summed* over samples (docs/conventions.md section 2). For a prediction matrix
+``U`` of shape (n, c) and targets ``Y`` (encoded by :meth:`Loss.encode`), a loss provides its
+value, its gradient, the dual objective ``-L*(-V)`` used for lower bounds, and a cvxpy
+expression.
 
 =========  ============================================  ===========================
 loss       L(U, Y)                                        dual point V = -grad L

@@ -1,6 +1,7 @@
 """Two-layer ReLU networks with interpretable neurons, and solve results.
 
-Conventions (DESIGN section 2): a network with ``m`` hidden ReLU units and ``c`` outputs is
+Conventions (docs/conventions.md section 2): a network with ``m`` hidden ReLU units and ``c``
+outputs is
 
     f(x) = sum_j a_j * relu(w_j . x + b_j) + c0
 

@@ -1,7 +1,7 @@
 """An independent non-convex trainer: evidence for (and against) the convex programs.
 
 This module trains a two-layer ReLU network directly, with L-BFGS-B from many random
-starts, on exactly the training objective of DESIGN section 2,
+starts, on exactly the training objective of docs/conventions.md section 2,
 
     P(theta) = L(f(X), y) + (lam / 2) * sum_j ( ||w_j||_p^2 + ||a_j||_2^2 ),
     f(x)     = sum_j a_j * relu(w_j . x + b_j) + c,
@@ -166,7 +166,8 @@ def nonconvex_objective(
     lam: float,
     p: int,
 ) -> float:
-    """Training objective ``P`` (DESIGN section 2) of any network, computed independently.
+    """Training objective ``P`` (docs/conventions.md section 2) of any network, computed
+    independently.
 
     Uses only the network's arrays ``W``, ``b``, ``A`` and ``output_bias`` and this module's
     own losses (not :func:`wedgenet.network_objective` nor :mod:`wedgenet.losses`).
@@ -307,7 +308,8 @@ class NonConvexResult:
         The best network over all restarts (``width`` neurons, ``index_set=None``; neurons
         that ended at zero are kept, they do not change the objective).
     objective : float
-        ``P`` of :attr:`network` (DESIGN section 2), computed by :func:`nonconvex_objective`.
+        ``P`` of :attr:`network` (docs/conventions.md section 2), computed by
+        :func:`nonconvex_objective`.
     objectives_per_restart : list of float
         Final ``P`` of every run, in order (the ``init`` run, if any, first).
     start_objectives : list of float
@@ -350,7 +352,7 @@ def train_nonconvex(
 ) -> NonConvexResult:
     """Train a two-layer ReLU network by full-batch L-BFGS-B from many random starts.
 
-    Minimizes ``P = L(f(X), y) + (lam / 2) sum_j (||w_j||_p^2 + ||a_j||_2^2)`` (DESIGN
+    Minimizes ``P = L(f(X), y) + (lam / 2) sum_j (||w_j||_p^2 + ||a_j||_2^2)`` (docs/conventions.md
     section 2: summed loss, biases unregularized) over all weights of a network with
     ``width`` hidden ReLU units. See the module docstring for how the nonsmooth terms are
     handled. Independent of the convex code (no wedge dictionary, no :mod:`wedgenet.losses`).

@@ -1,7 +1,8 @@
-"""Polishing trained ReLU networks into interpretable ones (paper Sec. 4.1, DESIGN section 5).
+"""Polishing trained ReLU networks into interpretable ones (paper Sec. 4.1, docs/conventions.md
+section 5).
 
-Objective (DESIGN section 2), summed loss, unregularized biases, for a two-layer network
-``f(x) = sum_j a_j relu(w_j . x + b_j) + c``:
+Objective (docs/conventions.md section 2), summed loss, unregularized biases, for a two-layer
+network ``f(x) = sum_j a_j relu(w_j . x + b_j) + c``:
 
     P(theta) = L(f(X), y) + (lam / 2) * sum_j ( ||w_j||_p^2 + ||a_j||_2^2 )
 
@@ -537,7 +538,8 @@ def polish_layer(
 def mlp_objective(
     layers: Sequence[Layer], X: Any, y: Any, *, loss: str | Loss = "squared", lam: float, p: int
 ) -> float:
-    """``P(theta)`` of an MLP given as (in, out) layers (module docstring; DESIGN section 2)."""
+    """``P(theta)`` of an MLP given as (in, out) layers (module docstring; docs/conventions.md
+    section 2)."""
     loss_obj = get_loss(loss)
     X, Y, _ = check_inputs(X, y, loss_obj)
     return _objective(list(layers), X, Y, loss_obj, lam, p)
@@ -910,7 +912,7 @@ class NeuronReport:
 
 @dataclass
 class PolishResult:
-    """The polished network and the report (all objectives use DESIGN section 2).
+    """The polished network and the report (all objectives use docs/conventions.md section 2).
 
     Attributes
     ----------
@@ -1111,7 +1113,7 @@ def polish(
         an MLP (ReLU between layers, none after the last).
     loss : {"squared", "logistic", "hinge", "softmax"}
     lam : float
-        Regularization strength of ``P`` (DESIGN section 2), > 0.
+        Regularization strength of ``P`` (docs/conventions.md section 2), > 0.
     p : {1, 2}
         Norm of the hidden weights in ``P`` and of the polished neurons' normalization.
     bias : bool

@@ -46,7 +46,7 @@ class SolveResult:
     network : TwoLayerNetwork
         The reconstructed network (balanced scaling); every neuron carries its index set.
     primal_objective : float
-        Convex objective, equal to the network's training objective (DESIGN section 2).
+        Convex objective, equal to the network's training objective (docs/conventions.md section 2).
     dual_objective : float
         A lower bound on the convex program over every scanned column.
     relative_gap : float
@@ -142,9 +142,10 @@ def solve(
 ) -> SolveResult:
     """Train a two-layer ReLU network by convex optimization over a wedge dictionary.
 
-    Objective (DESIGN section 2): ``L(f(X), y) + (lam / 2) sum_j (||w_j||_p^2 + ||a_j||_2^2)``
-    with summed loss and unregularized biases; the convex program is
-    ``L(K z + t, y) + lam ||z||_1`` (group norm for vector output).
+    Objective (docs/conventions.md section 2):
+    ``L(f(X), y) + (lam / 2) sum_j (||w_j||_p^2 + ||a_j||_2^2)`` with summed loss and
+    unregularized biases; the convex program is ``L(K z + t, y) + lam ||z||_1`` (group norm
+    for vector output).
 
     Parameters
     ----------
@@ -652,7 +653,7 @@ def verify(
 def network_objective(
     network: TwoLayerNetwork, X: Any, y: Any, *, loss: str | Loss = "squared", lam: float, p: int
 ) -> float:
-    """Training objective of any two-layer network (DESIGN section 2)."""
+    """Training objective of any two-layer network (docs/conventions.md section 2)."""
     loss_obj = get_loss(loss)
     X, Y, _ = check_inputs(X, y, loss_obj)
     U = network.decision_function(X).reshape(X.shape[0], -1)

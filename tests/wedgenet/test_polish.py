@@ -1,4 +1,5 @@
-"""Polishing (paper Sec. 4.1, DESIGN section 5) and weight conversion (wedgenet.layers)."""
+"""Polishing (paper Sec. 4.1, docs/conventions.md section 5) and weight conversion
+(wedgenet.layers)."""
 
 from __future__ import annotations
 

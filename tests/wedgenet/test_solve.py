@@ -49,7 +49,7 @@ def test_fast_path_agrees_with_cvxpy_reference(loss, p, bias):
         assert r.relative_gap <= 1e-6 and r.certified and r.scanned == "all"
         assert r.dual_objective <= r.primal_objective * (1 + 1e-12)
         assert r.exact == (p == 1)
-        # the network's own objective (DESIGN section 2) equals the convex objective
+        # the network's own objective (docs/conventions.md section 2) equals the convex objective
         obj = wn.network_objective(r.network, X, yy, loss=loss, lam=0.05, p=p)
         assert obj == pytest.approx(r.primal_objective, rel=1e-8)
         for nr in r.network.neurons:
