@@ -40,10 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from wedgenet.dictionary import WedgeDictionary
-from wedgenet.geometry import DEPENDENT_TOL, INDEPENDENT_TOL
+from wedgenet.geometry import DEPENDENT_TOL, INDEPENDENT_TOL, one_blas_thread
 from wedgenet.losses import Loss
 from wedgenet.programs import ProgramSolution, dual_bound, relative_gap
 
@@ -122,7 +121,7 @@ class _Coordinates:
         self.pinv: FloatArray | None = None
         r = dictionary.rank_ if p == 2 else d
         if r < d:
-            with threadpool_limits(1):
+            with one_blas_thread():
                 _, _, vt = np.linalg.svd(Z, full_matrices=False)
             basis = vt[:r].T  # (d, r), orthonormal in equilibrated coordinates
             Z = Z @ basis
@@ -203,7 +202,7 @@ def independent_max_score(
     best = 0.0
     n_columns = n_undecided = n_subsets = 0
     # Many small products: threads only add overhead (measured 2-10x slower on 2 cores).
-    with threadpool_limits(1):
+    with one_blas_thread():
         for subs in dictionary.iter_subsets(int(chunk_size)):
             n_subsets += subs.shape[0]
             H, und = coords.normals(subs)

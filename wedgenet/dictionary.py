@@ -73,7 +73,6 @@ from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from wedgenet.exceptions import DictionaryTooLarge, WedgeNetError
 from wedgenet.geometry import (
@@ -83,6 +82,7 @@ from wedgenet.geometry import (
     classify,
     equilibrate,
     inverse_condition,
+    one_blas_thread,
     subset_normals,
 )
 from wedgenet.network import IndexSet
@@ -332,7 +332,7 @@ class WedgeDictionary:
         self._weight_map: FloatArray | None = None
         Zw = Z
         if self.p == 2:
-            with threadpool_limits(1):  # small SVDs: threads only add overhead
+            with one_blas_thread():  # small SVDs: threads only add overhead
                 s = np.linalg.svd(Z, compute_uv=False) if n and d else np.zeros(0)
             tol = RANK_RTOL * (s[0] if s.size else 0.0) * max(n, d)
             r = int(np.sum(s > tol)) if s.size and s[0] > 0 else 0
@@ -376,7 +376,7 @@ class WedgeDictionary:
         orientation.
         """
         centered = self.X - self.X.mean(axis=0) if self.bias else self.X
-        with threadpool_limits(1):
+        with one_blas_thread():
             _, _, vt = np.linalg.svd(Z, full_matrices=False)
             _, _, vt_old = np.linalg.svd(centered, full_matrices=False)
         basis = np.ascontiguousarray(vt[:r].T)

@@ -42,10 +42,11 @@ product of ``k`` singular values and falls below any fixed threshold when ``k`` 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -97,7 +98,7 @@ def _svd_cross(G: FloatArray) -> FloatArray:
     # Null vector of the (D-1) x D matrix of generators: last right singular vector. Many
     # tiny LAPACK calls: multithreaded BLAS only adds overhead (and is pathological on a
     # loaded machine), so run them on one thread.
-    with threadpool_limits(1):
+    with one_blas_thread():
         _, s, vt = np.linalg.svd(G, full_matrices=True)
     q = vt[:, -1, :]
     # Magnitude: (D-1)-volume = product of singular values; sign: det[q, g_1, ..., g_{D-1}].
@@ -287,12 +288,27 @@ def classify(rcond: FloatArray) -> IntArray:
     return out
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """Limit BLAS/LAPACK to one thread inside a ``with`` block.
+
+    For batches of small LAPACK calls, where threads only add overhead. The libraries are
+    looked up once per process (``threadpool_limits`` re-reads the process's memory map on
+    every call, about 3 ms each, which dominated dictionary building at d = 64).
+    """
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
 def _few_threads(entries: int) -> contextlib.AbstractContextManager[object]:
     """One BLAS thread for batches of small LAPACK calls: threads only add overhead there
     (measured 14x slower with 2 OpenBLAS threads for 300 SVDs of 61 x 62 on a loaded
     2-core machine). Nothing for a handful of entries, where switching the pool costs more.
     """
-    return threadpool_limits(1) if entries >= 2048 else contextlib.nullcontext()
+    return one_blas_thread() if entries >= 2048 else contextlib.nullcontext()
 
 
 def _row_normalize(G: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:

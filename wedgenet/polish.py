@@ -95,6 +95,7 @@ from wedgenet.activeset import solve_single_output
 from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import RANK_RTOL, WedgeDictionary
 from wedgenet.exceptions import WedgeNetError
+from wedgenet.geometry import one_blas_thread
 from wedgenet.layers import Layer, as_layers, check_layers, forward
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
@@ -134,14 +135,9 @@ def _single_threaded_blas() -> Iterator[None]:
     """Run batched small LAPACK calls with one BLAS thread each (we parallelize ourselves).
 
     OpenBLAS's own threads on thousands of 100 x 100 problems are slower than one thread,
-    catastrophically so on a loaded machine. Without ``threadpoolctl`` this is a no-op.
+    catastrophically so on a loaded machine.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         yield
 
 

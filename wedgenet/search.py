@@ -224,6 +224,9 @@ class HyperplaneSearch:
     max_steps : int, optional
         Steps per walk; default ``3 (D - 1)`` clipped to [10, 100] (a step exchanges one
         generator, so crossing the index set takes ``D - 1`` steps).
+    max_pencils : int, default 16
+        Pencils scanned per block: in high dimension a step scans random blocks of the
+        ``D - 1`` pencils and moves on the first block that improves.
     time_budget : float, default 3.0
         Seconds per call; the walks stop (keeping what they found) when it runs out.
     seed : int, default 0
@@ -246,6 +249,7 @@ class HyperplaneSearch:
         n_random: int = 2,
         n_restarts: int = 12,
         max_steps: int | None = None,
+        max_pencils: int = 16,
         time_budget: float = 3.0,
         seed: int = 0,
         initial: Atoms | None = None,
@@ -255,6 +259,7 @@ class HyperplaneSearch:
         self.n_random = int(n_random)
         self.n_restarts = int(n_restarts)
         self.max_steps = None if max_steps is None else int(max_steps)
+        self.max_pencils = max(1, int(max_pencils))
         self.time_budget = float(time_budget)
         self.deadline = deadline
         self.rng = np.random.default_rng(seed)
@@ -300,15 +305,19 @@ class HyperplaneSearch:
         # original (w, b) = phi @ T  =>  phi = (w, b) @ pinv(T)
         return np.asarray(atoms.normals @ np.linalg.pinv(self.T), dtype=float)
 
-    def _scan(self, fr: _Frame, V: FloatArray) -> tuple[FloatArray, IntArray, FloatArray]:
+    def _scan(
+        self, fr: _Frame, V: FloatArray, pencils: IntArray
+    ) -> tuple[FloatArray, IntArray, FloatArray]:
+        """The best column of each of the given pencils (positions in ``fr.subset``)."""
+        M = fr.M[:, pencils]
         A = self.G @ fr.h
-        C = np.ascontiguousarray(self.G @ fr.M)
+        C = np.ascontiguousarray(self.G @ M)
         WA = self.Tw.T @ fr.h
-        WC = np.ascontiguousarray(self.Tw.T @ fr.M)
-        k = self.k
-        bs = np.empty(k)
-        bg = np.empty(k, dtype=np.int64)
-        ba = np.empty(k)
+        WC = np.ascontiguousarray(self.Tw.T @ M)
+        m = pencils.shape[0]
+        bs = np.empty(m)
+        bg = np.empty(m, dtype=np.int64)
+        ba = np.empty(m)
         _pencil_scan(A, C, V, self.n, WA, WC, self.dictionary.p, self.gnorm, bs, bg, ba)
         return bs, bg, ba
 
@@ -327,22 +336,28 @@ class HyperplaneSearch:
         """Walk from ``fr`` uphill; returns the candidate columns ``(subset, phi)`` seen."""
         seen: list[tuple[IntArray, FloatArray]] = [(fr.subset.copy(), fr.h.copy())]
         score = self._current_score(fr, V)
+        k = self.k
         for _ in range(max_steps):
-            bs, bg, ba = self._scan(fr, V)
-            self.stats.n_steps += 1
-            order = np.argsort(-bs)
-            for j in order[: min(4, len(order))]:
-                if bs[j] > 0 and bg[j] >= 0:
-                    seen.append(self._moved(fr, int(j), int(bg[j]), float(ba[j])))
-            j = int(order[0])
-            if not (bs[j] > score * (1 + 1e-12)) or bg[j] < 0:
-                break
-            subset, phi = self._moved(fr, j, int(bg[j]), float(ba[j]))
-            nxt = self._frame(subset, phi)
-            if nxt is None:
-                break
-            fr, score = nxt, float(bs[j])
-            if time.perf_counter() > deadline:
+            # Pencils in random blocks of at most `max_pencils`: move on the first block that
+            # improves, so a walk stops only where no pencil at all improves.
+            order = self.rng.permutation(k) if k > self.max_pencils else np.arange(k)
+            moved = False
+            for b0 in range(0, k, self.max_pencils):
+                block = order[b0 : b0 + self.max_pencils]
+                bs, bg, ba = self._scan(fr, V, block)
+                self.stats.n_steps += 1
+                best = np.argsort(-bs)
+                for t in best[: min(4, len(best))]:
+                    if bs[t] > 0 and bg[t] >= 0:
+                        seen.append(self._moved(fr, int(block[t]), int(bg[t]), float(ba[t])))
+                t = int(best[0])
+                if bs[t] > score * (1 + 1e-12) and bg[t] >= 0:
+                    subset, phi = self._moved(fr, int(block[t]), int(bg[t]), float(ba[t]))
+                    nxt = self._frame(subset, phi)
+                    if nxt is not None:
+                        fr, score, moved = nxt, float(bs[t]), True
+                        break
+            if not moved or time.perf_counter() > deadline:
                 break
         return seen, score
 

@@ -42,7 +42,7 @@ def test_pencil_scan_equals_brute_force(p: int, bias: bool, d: int) -> None:
         fr = search._frame(s)
         if fr is None:
             continue
-        bs, bg, _ = search._scan(fr, V)
+        bs, bg, _ = search._scan(fr, V, np.arange(D.subset_size_))
         for j in range(D.subset_size_):
             rest = [int(x) for x in s if x != s[j]]
             ref = max(

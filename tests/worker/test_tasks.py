@@ -168,7 +168,8 @@ def test_searched_job_on_a_real_table(client, upload) -> None:
     job = client.get(f"/jobs/{r.json()['id']}").json()
     net = client.get(f"/networks/{job['network_id']}").json()
     assert net["certified"] is False
-    assert net["summary"]["scanned"] == "searched" and net["summary"]["params"]["source"] == "search"
+    summary = net["summary"]
+    assert summary["scanned"] == "searched" and summary["params"]["source"] == "search"
     assert "searched" in net["summary"]["certificate_note"]
     assert net["dual_objective"] <= net["primal_objective"]
     assert net["summary"]["gap_estimate"] is not None
