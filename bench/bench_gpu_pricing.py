@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from wedgenet.dictionary import WedgeDictionary  # noqa: E402
-from wedgenet.geometry import DEGENERACY_TOL  # noqa: E402
+from wedgenet.dictionary import WEIGHT_TOL, WedgeDictionary  # noqa: E402
+from wedgenet.geometry import DEPENDENT_TOL  # noqa: E402
 from wedgenet.pricing import DictionaryColumns, price  # noqa: E402
 
 
@@ -39,8 +39,11 @@ def torch_scan(D: WedgeDictionary, v: np.ndarray, n_top: int, chunk: int, device
         raise ValueError("the torch scan covers pair dictionaries (D = 3) without rank reduction")
     dev = torch.device(device)
     d = D.n_features
+    # generators_ are in the dictionary's equilibrated working coordinates; T maps a working
+    # normal to the original (w, b) (linear), as in WedgeDictionary._to_original
     G = torch.as_tensor(D.generators_, dtype=torch.float64, device=dev)
-    gn = torch.linalg.vector_norm(G, dim=1)
+    G = G / torch.linalg.vector_norm(G, dim=1, keepdim=True)
+    T = torch.as_tensor(D._to_original(np.eye(D.dim_)), dtype=torch.float64, device=dev)
     Xl = torch.as_tensor(np.c_[D.X, np.ones(D.X.shape[0])], dtype=torch.float64, device=dev)
     vt = torch.as_tensor(v, dtype=torch.float64, device=dev)
     P = G.shape[0]
@@ -51,14 +54,11 @@ def torch_scan(D: WedgeDictionary, v: np.ndarray, n_top: int, chunk: int, device
     for s in range(0, pairs.shape[1], chunk):
         i, j = pairs[0, s : s + chunk], pairs[1, s : s + chunk]
         H = torch.linalg.cross(G[i], G[j], dim=1)
-        ok = torch.linalg.vector_norm(H, dim=1) > DEGENERACY_TOL * gn[i] * gn[j]
-        normals = torch.zeros(H.shape[0], d + 1, dtype=torch.float64, device=dev)
-        if D.bias:
-            normals[:, :] = H
-        else:
-            normals[:, :d] = H
+        # unit rows: ||cross|| = sin(angle), about twice sigma_min / sigma_max
+        ok = torch.linalg.vector_norm(H, dim=1) > 2 * DEPENDENT_TOL
+        normals = H @ T
         wnorm = normals[:, :d].abs().sum(dim=1)
-        ok &= wnorm > DEGENERACY_TOL * torch.linalg.vector_norm(normals, dim=1)
+        ok &= wnorm > WEIGHT_TOL * torch.linalg.vector_norm(normals, dim=1)
         normals = normals[ok] / wnorm[ok, None]
         U = Xl @ normals.T  # (n, B)
         tot = vt @ U
