@@ -45,16 +45,14 @@ free).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from contextlib import AbstractContextManager
 
 import numpy as np
 import scipy.linalg
 from numba import njit
 from numpy.typing import NDArray
-from threadpoolctl import ThreadpoolController
 
+from wedgenet.geometry import one_blas_thread
 from wedgenet.losses import Loss
 from wedgenet.programs import (
     ProgramSolution,
@@ -79,22 +77,6 @@ def zero_sum_basis(c: int) -> FloatArray:
     M = np.eye(c)[:, : c - 1] - 1.0 / c
     Q, _ = np.linalg.qr(M)
     return np.asarray(Q, dtype=float)
-
-
-_CONTROLLER: ThreadpoolController | None = None
-
-
-def _single_thread(small: bool) -> AbstractContextManager[object]:
-    """One BLAS thread (when ``small``). The solver's dense algebra is small or medium
-    sized, where threads add little; and on a busy machine (or several workers on one) the
-    spinning threads of OpenBLAS slow it down by an order of magnitude (measured on 2 cores:
-    a 300 x 300 Cholesky factor 15x, the 1300 x 159 products of the digits Hessian 7x)."""
-    global _CONTROLLER
-    if not small:
-        return contextlib.nullcontext()
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,7 +570,7 @@ def _support_newton(
     Zr = _merge_duplicates(R.Kd, Zr, np.flatnonzero(np.any(Zr != 0, axis=1)))
     support = np.zeros(0, dtype=np.int64)
     A = np.zeros((n, 0))
-    for _ in range(max_iter):
+    for it in range(max_iter):
         norms = np.linalg.norm(Zr, axis=1)
         new_support = np.flatnonzero(norms > 0)
         if drops > max_drops and new_support.size * cr > small_vars:
@@ -606,6 +588,15 @@ def _support_newton(
         x = np.concatenate([Zs, tr[None, :]], axis=0) if R.offset_var else Zs
         Ur = A @ x
         Gr, Hs = R.grad(Ur)
+        if it >= 2 and (s + 1) * cr > ALWAYS_NEWTON_VARS:
+            # Large systems: when rows outside the support violate their condition
+            # ||k_j^T V|| <= lam, the support is wrong; a few Newton steps suffice before the
+            # caller's proximal Newton step brings those rows in.
+            outside = norms == 0
+            if np.any(outside) and np.max(
+                np.linalg.norm(R.Kd[:, outside].T @ Gr, axis=1)
+            ) > lam * (1 + 1e-6):
+                break
         grad = A.T @ Gr
         ns = norms[support]
         grad[:s] += lam * Zs / ns[:, None]
@@ -789,7 +780,11 @@ def group_prox_newton(
         return None if max_time is None else max_time - (time.perf_counter() - start)
 
     outer = 0
-    with _single_thread(True):
+    # One BLAS thread: the dense algebra here is small or medium sized, where threads add
+    # little, and on a busy machine the spinning threads of OpenBLAS slow it down by an order
+    # of magnitude (measured on 2 cores: a 300 x 300 Cholesky factor 15x, the 1300 x 159
+    # products of the digits Hessian 7x).
+    with one_blas_thread():
         tr = R.best_offset(Zr, tr)
         if not np.any(Zr):
             # Cold start: continuation from the largest useful lam down. Each stage warm-
