@@ -386,13 +386,28 @@ def solve_path(X: Any, y: Any, lams: Sequence[float], **kwargs: Any) -> list[Sol
 
 
 def dictionary_for(X: Any, params: dict[str, Any]) -> WedgeDictionary:
-    """The dictionary :func:`solve` builds for ``params`` (``p``, ``bias``, ``source``,
-    ``n_columns``, ``seed``): the same raw subset sequence in every process."""
+    """The dictionary :func:`solve` scans for ``params`` (``p``, ``bias``, ``source``,
+    ``n_columns``, ``seed``, ``max_columns``): the same raw subset sequence in every process.
+
+    ``source="auto"`` is resolved as :func:`solve` resolves it; a searched dictionary has no
+    subset sequence to split, so it is refused.
+    """
+    X = np.asarray(X, dtype=float)
+    p, bias = int(params.get("p", 1)), bool(params.get("bias", True))
+    source = resolve_source(
+        X,
+        params.get("source", "exhaustive"),
+        p=p,
+        bias=bias,
+        max_columns=params.get("max_columns", 2_000_000),
+    )
+    if source == "search":
+        raise WedgeNetError("a searched dictionary is not scanned: it cannot be split in parts")
     return WedgeDictionary(
-        np.asarray(X, dtype=float),
-        p=int(params.get("p", 1)),
-        bias=bool(params.get("bias", True)),
-        source=params.get("source", "exhaustive"),
+        X,
+        p=p,
+        bias=bias,
+        source=source,
         n_hyperplanes=params.get("n_columns"),
         seed=int(params.get("seed", 0)),
     )

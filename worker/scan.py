@@ -226,7 +226,7 @@ class DistributedPricer:
                  publish: Any = None, wid: str | None = None) -> None:
         self.job_id, self.attempt, self.settings = job_id, attempt, settings
         self.X = np.asarray(X, dtype=np.float64)
-        keys = ("p", "bias", "source", "n_columns", "seed")
+        keys = ("p", "bias", "source", "n_columns", "seed", "max_columns")
         self.params = {k: params[k] for k in keys if k in params}
         self.dictionary = wedgenet.dictionary_for(self.X, self.params)
         self.ranges = split_ranges(self.dictionary.n_raw_subsets, n_parts)
