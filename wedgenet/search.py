@@ -284,6 +284,7 @@ class HyperplaneSearch:
                 raise AssertionError("p = 1 working coordinates must not mix features")
         self.known: Atoms | None = initial
         self.stats = SearchStats()
+        self._visited = set()
 
     # ------------------------------------------------------------------ frames
     def _frame(self, subset: IntArray, orient: FloatArray | None = None) -> _Frame | None:
@@ -338,6 +339,10 @@ class HyperplaneSearch:
         score = self._current_score(fr, V)
         k = self.k
         for _ in range(max_steps):
+            key = self._vertex_key(fr)
+            if key in self._visited:
+                break  # an earlier walk of this call went on from here already
+            self._visited.add(key)
             # Pencils in random blocks of at most `max_pencils`: move on the first block that
             # improves, so a walk stops only where no pencil at all improves.
             order = self.rng.permutation(k) if k > self.max_pencils else np.arange(k)
@@ -361,6 +366,11 @@ class HyperplaneSearch:
                 break
         return seen, score
 
+    def _vertex_key(self, fr: _Frame) -> bytes:
+        """The vertex (index set and orientation) a frame stands on."""
+        i = int(np.argmax(np.abs(fr.h)))
+        return np.sort(fr.subset).tobytes() + (b"+" if fr.h[i] > 0 else b"-")
+
     def _moved(self, fr: _Frame, j: int, i: int, theta: float) -> tuple[IntArray, FloatArray]:
         subset = fr.subset.copy()
         subset[j] = i
@@ -381,6 +391,7 @@ class HyperplaneSearch:
         deadline = self._deadline(t0)
         V = np.ascontiguousarray(V, dtype=float).reshape(self.n, -1)
         self.stats = SearchStats()
+        self._visited: set[bytes] = set()
         steps = self.max_steps or int(np.clip(3 * self.k, 10, 100))
         atoms, scores = self._phase(V, self.n_restarts, self.n_random, steps, deadline)
         if (scores.max() if scores.size else 0.0) <= threshold and (
