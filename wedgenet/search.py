@@ -284,7 +284,7 @@ class HyperplaneSearch:
                 raise AssertionError("p = 1 working coordinates must not mix features")
         self.known: Atoms | None = initial
         self.stats = SearchStats()
-        self._visited = set()
+        self._visited: set[bytes] = set()
 
     # ------------------------------------------------------------------ frames
     def _frame(self, subset: IntArray, orient: FloatArray | None = None) -> _Frame | None:
@@ -391,7 +391,7 @@ class HyperplaneSearch:
         deadline = self._deadline(t0)
         V = np.ascontiguousarray(V, dtype=float).reshape(self.n, -1)
         self.stats = SearchStats()
-        self._visited: set[bytes] = set()
+        self._visited = set()
         steps = self.max_steps or int(np.clip(3 * self.k, 10, 100))
         atoms, scores = self._phase(V, self.n_restarts, self.n_random, steps, deadline)
         if (scores.max() if scores.size else 0.0) <= threshold and (
