@@ -521,6 +521,27 @@ def _loss_hessian(A: FloatArray, Hs: FloatArray | None, cr: int) -> FloatArray:
     return H.reshape(q * cr, q * cr)
 
 
+def _block_minimizer(
+    R: _Reduced, Gr: FloatArray, Hs: FloatArray | None, j: int, zj: FloatArray
+) -> FloatArray | None:
+    """Exact minimizer over row ``j`` of the quadratic model at the current point (the other
+    rows fixed): the block update of the coordinate descent; ``None`` if degenerate."""
+    k = R.Kd[:, j]
+    g = k @ Gr
+    if Hs is None:
+        mu = np.full(R.cr, float(k @ k))
+        E = np.eye(R.cr)
+    else:
+        mu, E = np.linalg.eigh(np.einsum("i,ikl->kl", k * k, Hs))
+    if not np.all(mu > 0):
+        return None
+    bt = E.T @ (E @ (mu * (E.T @ zj)) - g)
+    if np.linalg.norm(bt) <= R.lam:
+        return np.zeros(R.cr)
+    r = _secular_radius(np.ascontiguousarray(bt), np.ascontiguousarray(mu), R.lam)
+    return np.asarray(E @ (r * bt / (mu * r + R.lam)), dtype=float)
+
+
 def _merge_duplicates(Kd: FloatArray, Zr: FloatArray, support: IntArray) -> FloatArray:
     """Add the rows of exactly duplicated support columns into one of them.
 
@@ -588,14 +609,13 @@ def _support_newton(
         x = np.concatenate([Zs, tr[None, :]], axis=0) if R.offset_var else Zs
         Ur = A @ x
         Gr, Hs = R.grad(Ur)
-        if it >= 2 and (s + 1) * cr > ALWAYS_NEWTON_VARS:
+        if it >= 2 and drops == 0 and (s + 1) * cr > ALWAYS_NEWTON_VARS:
             # Large systems: when rows outside the support violate their condition
-            # ||k_j^T V|| <= lam, the support is wrong; a few Newton steps suffice before the
-            # caller's proximal Newton step brings those rows in.
+            # ||k_j^T V|| <= lam (and no row left), the support is incomplete; a few Newton
+            # steps suffice before the caller's proximal Newton step brings those rows in.
             outside = norms == 0
-            if np.any(outside) and np.max(
-                np.linalg.norm(R.Kd[:, outside].T @ Gr, axis=1)
-            ) > lam * (1 + 1e-6):
+            worst = np.linalg.norm(R.Kd[:, outside].T @ Gr, axis=1).max(initial=0.0)
+            if worst > lam * (1 + 1e-6):
                 break
         grad = A.T @ Gr
         ns = norms[support]
@@ -641,10 +661,28 @@ def _support_newton(
             tt = tr - alpha * dx[s] if R.offset_var else tr
             Zt[support[jc]] = 0.0
             ft = R.objective(Zt, tt)
-            # (up to rounding: rows of norm ~1e-9 change f below its last digit)
-            if ft <= f + 1e-15 * max(1.0, abs(f)):
+            drop = ft < f
+            if not drop and ft <= f + 1e-15 * max(1.0, abs(f)):
+                # Rows of norm ~1e-9 change f below its last digit: then the row's own
+                # condition decides (zero rows need ||k_j^T V|| <= lam).
+                Gt = R.grad(R.predict(Zt, tt))[0]
+                drop = bool(np.linalg.norm(R.Kd[:, support[jc]] @ Gt) <= lam)
+            if drop:
                 best = (Zt, tt, ft)
                 drops += 1
+            elif ns[jc] <= 1e-6 * ns.max():
+                # A tiny row that must stay but points the wrong way (its penalty curvature
+                # lam / r_j freezes its direction): re-solve it exactly, the others fixed.
+                # (Measured on degenerate problems: without this the gap stalled at 1e-8
+                # with rows of norm 1e-12..1e-9 crossing at every step.)
+                j = int(support[jc])
+                wj = _block_minimizer(R, Gr, Hs, j, Zr[j])
+                if wj is not None and np.any(wj):
+                    Zt = Zr.copy()
+                    Zt[j] = wj
+                    ft = R.objective(Zt, tr)
+                    if ft <= f + 1e-15 * max(1.0, abs(f)):
+                        best = (Zt, tr, ft)
         if best is None:
             while alpha > 1e-12:
                 Zt = Zr.copy()
@@ -834,7 +872,7 @@ def _solve_loop(
     Returns the last point, the certificate ``(Z, t, V, primal, dual, max_score)`` of the
     point with the smallest gap, and the number of outer iterations. Also stops after
     ``max_time`` seconds, or when neither a more accurate model solve nor five more
-    iterations improve the gap.
+    iterations improve the gap or the objective.
     """
     start = time.perf_counter()
     lam = R.lam
@@ -842,6 +880,7 @@ def _solve_loop(
     best: Certificate | None = None
     best_gap = np.inf
     since_best = 0
+    f_last = f
     prev_support: IntArray | None = None
     rel_tol = 1e-4
     n_iter = 0
@@ -866,10 +905,11 @@ def _solve_loop(
         f = R.objective(Zr, tr)
         cert = _certificate(R, K, Y, Zr, tr)
         gap = relative_gap(cert[3], cert[4])
+        progress = best is None or gap < best_gap or f < f_last - 1e-12 * abs(f_last)
         if best is None or gap < best_gap:
-            best, best_gap, since_best = cert, gap, 0
-        else:
-            since_best += 1
+            best, best_gap = cert, gap
+        since_best = 0 if progress else since_best + 1
+        f_last = min(f_last, f)
         if gap <= tol or since_best >= 5:
             break
         if not moved:
