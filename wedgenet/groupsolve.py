@@ -588,6 +588,7 @@ def _support_newton(
     n = R.Kd.shape[0]
     drops = 0
     stalls = 0
+    damping = 1.0
     Zr = _merge_duplicates(R.Kd, Zr, np.flatnonzero(np.any(Zr != 0, axis=1)))
     support = np.zeros(0, dtype=np.int64)
     A = np.zeros((n, 0))
@@ -626,7 +627,7 @@ def _support_newton(
         for j in range(s):
             H4[j, :, j, :] += (lam / ns[j]) * (np.eye(cr) - np.outer(U_s[j], U_s[j]))
         g = grad.ravel()
-        ridge = RIDGE * max(float(np.diag(H).max()), 1e-300)
+        ridge = RIDGE * damping * max(float(np.diag(H).max()), 1e-300)
         try:
             cf = scipy.linalg.cho_factor(H + ridge * np.eye(q * cr), check_finite=False)
             step = scipy.linalg.cho_solve(cf, g, check_finite=False)
@@ -699,12 +700,19 @@ def _support_newton(
                         best = (Zt, tt, ft)
                         break
                 alpha *= 0.5
-        if best is None:
-            break
-        stalls = stalls + 1 if best[2] >= f else 0
-        Zr, tr, f = best
-        if stalls >= 3:
-            break
+        stalled = best is None or best[2] >= f
+        if best is not None:
+            Zr, tr, f = best
+        if stalled:
+            # Exactly dependent columns make the system singular, and steps along its null
+            # directions are then set by the ridge alone: damp them more (a Levenberg-
+            # Marquardt ridge), up to 1e-6 of the largest curvature.
+            stalls += 1
+            if damping >= 1e9 or stalls > 6:
+                break
+            damping *= 1e3
+            continue
+        damping = max(1.0, damping * 1e-3)
         # Quadratic convergence: after a full step of relative size <= 1e-8 the error is
         # at rounding level.
         if (
@@ -744,8 +752,10 @@ NEW_ROWS_FRACTION = 0.25
 #: Ratio of successive ``lam`` in the continuation of a cold start.
 CONTINUATION_FACTOR = 0.25
 #: Newton on the support runs after every proximal Newton step while the support has at
-#: most this many unknowns (cheap), and otherwise once the support stopped changing.
+#: most this many unknowns (cheap), or the gap is at most ``NEWTON_GAP`` (the support is
+#: nearly right: block CD would only crawl), and otherwise once the support stopped changing.
 ALWAYS_NEWTON_VARS = 400
+NEWTON_GAP = 1e-4
 RIDGE = 1e-15
 
 Certificate = tuple[FloatArray, FloatArray, FloatArray, float, float, float]
@@ -897,7 +907,12 @@ def _solve_loop(
         Zr, tr, f, moved = _prox_newton_step(R, Zr, tr, f, Gr, Hs, P, active, cd_sweeps, rel_tol)
         support = np.flatnonzero(np.any(Zr != 0, axis=1))
         stable = prev_support is not None and np.array_equal(support, prev_support)
-        if stable or not moved or support.size * R.cr <= ALWAYS_NEWTON_VARS:
+        if (
+            stable
+            or not moved
+            or support.size * R.cr <= ALWAYS_NEWTON_VARS
+            or best_gap <= NEWTON_GAP
+        ):
             Zr, tr, f = _support_newton(R, Zr, tr, f)
             support = np.flatnonzero(np.any(Zr != 0, axis=1))
         prev_support = support
