@@ -38,6 +38,7 @@ softmax    sum_i logsumexp(f(x_i)) - f(x_i)[y_i]           labels; one output pe
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -349,6 +350,7 @@ def train_nonconvex(
     init: TwoLayerNetwork | None = None,
     init_jitter: float = 0.0,
     tol: float = 1e-13,
+    max_time: float | None = None,
 ) -> NonConvexResult:
     """Train a two-layer ReLU network by full-batch L-BFGS-B from many random starts.
 
@@ -393,6 +395,9 @@ def train_nonconvex(
         kinks. The jittered start's ``P`` is reported in ``start_objectives``.
     tol : float
         ``ftol`` of L-BFGS-B; the projected-gradient tolerance is ``tol`` too.
+    max_time : float, optional
+        Seconds for all runs together; a run still going then stops at its current iterate
+        (later runs are skipped).
 
     Returns
     -------
@@ -444,13 +449,22 @@ def train_nonconvex(
     iterations: list[int] = []
     messages: list[str] = []
     best: tuple[float, TwoLayerNetwork] | None = None
+    deadline = None if max_time is None else time.perf_counter() + float(max_time)
+
+    def stop_at_deadline(intermediate_result: Any) -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise StopIteration
+
     with _single_threaded_blas():
         for prob, x0 in starts:
+            if deadline is not None and finals and time.perf_counter() > deadline:
+                break
             start_values.append(prob.objective(x0))
             res = minimize(
                 prob.fun_grad, x0, jac=True, method="L-BFGS-B", bounds=prob.bounds,
                 options={"maxiter": int(max_iter), "maxfun": 4 * int(max_iter), "ftol": tol,
                          "gtol": tol, "maxcor": MAXCOR},
+                callback=stop_at_deadline,
             )
             net = prob.network(res.x)
             value = nonconvex_objective(net, X, y, loss=loss, lam=lam, p=int(p))

@@ -304,8 +304,55 @@ class HyperplaneSearch:
 
     def _orientation(self, atoms: Atoms) -> FloatArray:
         """Working-coordinate normals of atoms (for orienting frames)."""
+        return self._orientation_of(atoms.normals)
+
+    def snap(self, normals: FloatArray) -> Atoms:
+        """The dictionary columns closest to arbitrary neurons ``(w, b)`` (original units).
+
+        Each neuron's hyperplane is replaced by the one through the ``D - 1`` generators
+        nearest to it (smallest ``|g . (w, b)| / (||g|| ||(w, b)||)`` in original
+        homogeneous coordinates, taken in that order while they stay independent), oriented
+        like the neuron. Unlike
+        polishing, the basis directions compete too (``p = 1``): a sparse neuron keeps its
+        zero weights. Neurons whose weights vanish are skipped.
+        """
+        normals = np.asarray(normals, dtype=float).reshape(-1, self.T.shape[1])
+        H = self._orientation_of(normals)
+        Gn = self.G / np.where(self.gnorm > 0, self.gnorm, 1.0)[:, None]
+        D = self.dictionary
+        # generators in original homogeneous coordinates: [x, 1] (or [x, 0]) and [e_k, 0]
+        d = D.n_features
+        orig = np.zeros((self.G.shape[0], d + 1))
+        orig[: self.n, :d] = D.X
+        orig[: self.n, d] = 1.0 if D.bias else 0.0
+        orig[self.n :, :d] = np.eye(d)[: self.G.shape[0] - self.n]
+        orig /= np.maximum(np.linalg.norm(orig, axis=1), 1e-300)[:, None]
+        subsets, phis = [], []
+        with one_blas_thread():
+            for h, wb in zip(H, normals, strict=True):
+                wn = float(np.linalg.norm(wb))
+                if wn == 0.0 or not np.any(wb[:d]):
+                    continue
+                # nearest in the data's own units (the distance polishing uses)
+                order = np.argsort(np.abs(orig @ wb) / wn, kind="stable")
+                chosen: list[int] = []
+                basis = np.zeros((0, self.G.shape[1]))
+                for i in order:
+                    g = Gn[i] - basis.T @ (basis @ Gn[i])
+                    ng = float(np.linalg.norm(g))
+                    if ng > 1e-8:
+                        chosen.append(int(i))
+                        basis = np.vstack([basis, g / ng])
+                        if len(chosen) == self.k:
+                            break
+                if len(chosen) == self.k:
+                    subsets.append(np.sort(np.array(chosen, dtype=np.int64)))
+                    phis.append(h)
+        return self._atoms(list(zip(subsets, phis, strict=True)))
+
+    def _orientation_of(self, normals: FloatArray) -> FloatArray:
         # original (w, b) = phi @ T  =>  phi = (w, b) @ pinv(T)
-        return np.asarray(atoms.normals @ np.linalg.pinv(self.T), dtype=float)
+        return np.asarray(normals @ np.linalg.pinv(self.T), dtype=float)
 
     def _scan(
         self, fr: _Frame, V: FloatArray, pencils: IntArray

@@ -35,6 +35,8 @@ SEARCH_MAX_TIME = 120.0
 #: d = 10 teacher-student problem: a better-trained seed beats more search rounds).
 SEED_WIDTH = 200
 SEED_ITERATIONS = 500
+#: At most this fraction of ``max_time`` goes to training the seed network.
+SEED_TIME_FRACTION = 0.3
 
 
 @dataclass
@@ -286,7 +288,13 @@ def solve(
             if progress is not None:
                 progress(0.0, "seeding the search")
             sampled, seeded = _search_starts(
-                dictionary, X, Y, loss_obj, lam, search_seed_network
+                dictionary,
+                X,
+                Y,
+                loss_obj,
+                lam,
+                search_seed_network,
+                time_limit=None if max_time is None else SEED_TIME_FRACTION * max_time,
             )
             search = HyperplaneSearch(
                 dictionary,
@@ -540,14 +548,18 @@ def _search_starts(
     loss: Loss,
     lam: float,
     seed_network: bool,
+    time_limit: float | None = None,
 ) -> tuple[Atoms, Atoms]:
     """Starting columns of the search: the dictionary's random sample and (possibly empty)
-    the snapped neurons of a quickly trained non-convex network."""
+    the neurons of a quickly trained non-convex network, snapped to the nearest dictionary
+    columns (:meth:`HyperplaneSearch.snap`, basis directions included for ``p = 1``)."""
+    from wedgenet.nonconvex import train_nonconvex
+
     sampled = dictionary.atoms()
     seeded = sampled.take(np.zeros(0, dtype=np.int64))
     if seed_network and loss.name in ("squared", "logistic", "softmax"):
         y = Y if loss.name == "squared" else _labels(Y, loss)
-        sets = seed_index_sets(
+        net = train_nonconvex(
             X,
             y,
             loss=loss.name,  # type: ignore[arg-type]
@@ -555,14 +567,21 @@ def _search_starts(
             bias=dictionary.bias,
             lam=lam,
             width=min(SEED_WIDTH, X.shape[0]),
+            restarts=1,
             seed=dictionary.seed,
             max_iter=SEED_ITERATIONS,
+            max_time=time_limit,
+        ).network
+        normals = np.concatenate([net.W.T, np.asarray(net.b).reshape(-1, 1)], axis=1)
+        if not dictionary.bias:
+            normals[:, -1] = 0.0
+        snapped = HyperplaneSearch(dictionary).snap(normals)
+        # both orientations of each snapped hyperplane (the other one is often used too)
+        seeded = Atoms.concatenate(
+            [snapped, Atoms(snapped.subsets, -snapped.normals, -snapped.signs)],
+            dictionary.subset_size_,
+            dictionary.n_features,
         )
-        if sets:
-            given = WedgeDictionary(
-                X, p=dictionary.p, bias=dictionary.bias, source="given", index_sets=sets
-            )
-            seeded = given.atoms()
     return sampled, seeded
 
 
