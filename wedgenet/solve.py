@@ -323,7 +323,11 @@ def solve(
             ),
         )
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
-        name = "workingset/" + ("cd" if loss_obj.name == "squared" else "cvxpy")
+        # the restricted solver that produced the returned point (workingset/activeset,
+        # workingset/prox-newton, workingset/group-prox-newton, workingset/cvxpy, ...)
+        name = sol.solver if sol.solver.startswith("workingset/") else "workingset"
+        if search is not None:
+            name += " (searched)"
         if search is not None:
             gap_estimate = sol.gap
             sol = _with_valid_bound(sol, X, Y, loss_obj, lam, p=p, bias=bias)
