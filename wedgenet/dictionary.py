@@ -78,6 +78,7 @@ from wedgenet.exceptions import DictionaryTooLarge, WedgeNetError
 from wedgenet.geometry import (
     DEPENDENT,
     DEPENDENT_TOL,
+    INDEPENDENT_TOL,
     UNDECIDED,
     classify,
     equilibrate,
@@ -620,24 +621,74 @@ class WedgeDictionary:
         generators in equilibrated coordinates (scale-free) and the same independence test
         as the enumeration, so the canonical subset is itself a kept subset.
         """
+        return np.array(
+            [c == [int(i) for i in s] for s, c in zip(subsets, self._canonical_subsets(
+                subsets, H, stop_outside=True), strict=True)],
+            dtype=bool,
+        ).reshape(-1)
+
+    def _canonical_subsets(
+        self, subsets: IntArray, H: FloatArray, *, stop_outside: bool = False
+    ) -> list[list[int]]:
+        """The canonical index set of each hyperplane: the lexicographically first
+        independent ``D - 1`` of the generators lying on it (greedy, ascending).
+
+        ``stop_outside``: stop as soon as the greedy choice leaves the subset's own prefix
+        (enough to decide whether the subset is canonical; thousands of generators can lie
+        on one hyperplane of sparse data).
+        """
         B = H.shape[0]
         on = np.abs(self._unit_generators @ H.T) <= ON_PLANE_TOL  # (P, B)
         k = self.subset_size_
         if k:
             on[subsets, np.arange(B)[:, None]] = True  # a subset's own generators
         counts = on.sum(axis=0)
-        keep = np.ones(B, dtype=bool)
+        out = [[int(i) for i in s] for s in subsets]
         for j in np.flatnonzero(counts > k):
-            members = np.flatnonzero(on[:, j])
+            own = out[j]
             chosen: list[int] = []
-            for i in members:
-                trial = self._unit_generators[chosen + [int(i)]][None]
-                if inverse_condition(trial)[0] > DEPENDENT_TOL:
-                    chosen.append(int(i))
-                    if len(chosen) == k:
-                        break
-            keep[j] = chosen == [int(i) for i in subsets[j]]
-        return keep
+            if stop_outside:
+                for i in np.flatnonzero(on[:, j]):
+                    trial = self._unit_generators[chosen + [int(i)]][None]
+                    if inverse_condition(trial)[0] > DEPENDENT_TOL:
+                        chosen.append(int(i))
+                        if len(chosen) == k or chosen[-1] != own[len(chosen) - 1]:
+                            break
+            else:
+                # full greedy by Gram-Schmidt (one projection per member instead of an SVD;
+                # callers validate the result with the exact test of `hyperplanes`)
+                Q = np.zeros((0, self._unit_generators.shape[1]))
+                for i in np.flatnonzero(on[:, j]):
+                    g = self._unit_generators[i]
+                    r = g - Q.T @ (Q @ g)
+                    nr = float(np.linalg.norm(r))
+                    if nr > INDEPENDENT_TOL ** 0.5:
+                        chosen.append(int(i))
+                        Q = np.vstack([Q, r / nr])
+                        if len(chosen) == k:
+                            break
+            out[j] = chosen
+        return out
+
+    def canonical_atoms(self, atoms: Atoms) -> Atoms:
+        """The same oriented hyperplanes, each under its canonical index set.
+
+        Columns found by a search may be reached through a non-canonical subset (on sparse
+        data many generators lie on one hyperplane); the scan's deduplication would drop
+        them. Here they are re-expressed on the canonical subset (same hyperplane, same
+        orientation) instead. Duplicates are not removed.
+        """
+        if len(atoms) == 0 or self.subset_size_ == 0:
+            return atoms
+        H, _ = subset_normals(self._unit_generators[atoms.subsets], unit_rows=True)
+        subs = np.array(self._canonical_subsets(atoms.subsets, H), dtype=np.int64)
+        if subs.shape != atoms.subsets.shape:  # a greedy choice came up short: keep as is
+            return atoms
+        keep, normals = self.hyperplanes(subs, dedupe=False)
+        if keep.size != len(atoms):
+            return atoms
+        signs = np.where(np.einsum("ij,ij->i", atoms.normals, normals) >= 0, 1, -1)
+        return Atoms(subs, normals * signs[:, None], signs.astype(np.int64))
 
     # ------------------------------------------------------------------ atoms
     def iter_hyperplane_chunks(

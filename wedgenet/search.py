@@ -470,11 +470,17 @@ class HyperplaneSearch:
         self.stats.seconds = time.perf_counter() - t0
         keep = np.flatnonzero(scores > threshold)
         keep = keep[np.argsort(-scores[keep])][:n_top]
+        # the returned columns under their canonical index sets: the working set's
+        # deduplication keeps only canonical subsets, and on sparse data the walk often
+        # reaches a hyperplane through a non-canonical one
+        top = _unique(self.dictionary.canonical_atoms(atoms.take(keep)))
+        _, top_scores = self._rescored(top, V)
+        order = np.argsort(-top_scores)
         return PricingResult(
             max_score=self.stats.best_score,
             n_columns=len(atoms),
-            top_scores=scores[keep],
-            top_atoms=atoms.take(keep),
+            top_scores=top_scores[order],
+            top_atoms=top.take(order),
         )
 
     def _deadline(self, now: float) -> float:
