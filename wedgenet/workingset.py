@@ -63,6 +63,12 @@ class WorkingSetResult:
     stopped: str = ""
 
 
+#: Below this relative gap the vector-output solver's results are kept whatever ``tol`` asks:
+#: CLARABEL (at ``programs.CLARABEL_OPTS``) stops at gaps of 1e-13 to 1e-11 at best, so the
+#: fallback could not do better (the working set asks for down to 1e-14 when a full scan
+#: finds no violator outside the working set).
+FALLBACK_GAP_FLOOR = 1e-11
+
 #: Under a time limit, restricted programs with more entries (n x columns x outputs) than this
 #: never go to the slow fallbacks (coordinate descent sweeps, CLARABEL).
 SLOW_FALLBACK_MAX_ENTRIES = 1_000_000
@@ -93,19 +99,23 @@ def solve_restricted(
     still misses ``tol`` is solved by cvxpy/CLARABEL; of the fallback and the fast solution,
     the one with the smaller gap is returned.
 
-    ``deadline`` (a :func:`time.perf_counter` value): past it, the fast solver's result is
-    returned as it is (its gap is reported), without the slow fallbacks; with a deadline the
-    fallbacks are also skipped for programs of more than ``SLOW_FALLBACK_MAX_ENTRIES``
-    entries ``n * m * c``, which they cannot finish in bounded time.
+    A vector-output result with a gap of at most :data:`FALLBACK_GAP_FLOOR` is kept even
+    when ``tol`` is smaller. ``deadline`` (a :func:`time.perf_counter` value): past it, the
+    fast solver's result is returned as it is (its gap is reported), without the slow
+    fallbacks; with a deadline the fallbacks are also skipped for programs of more than
+    ``SLOW_FALLBACK_MAX_ENTRIES`` entries ``n * m * c``, which they cannot finish in bounded
+    time.
     """
     fast = solve_single_output(K, Y, loss, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
+    floor = tol
     if fast is None:
         budget = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
         fast = solve_vector_output(
             K, Y, loss, lam, fit_offset=fit_offset, Z0=Z0, tol=tol, max_time=budget
         )
+        floor = max(tol, FALLBACK_GAP_FLOOR)
     if fast is not None:
-        if fast.gap <= tol or (deadline is not None and time.perf_counter() > deadline):
+        if fast.gap <= floor or (deadline is not None and time.perf_counter() > deadline):
             return fast
         if deadline is not None and K.size * Y.shape[1] > SLOW_FALLBACK_MAX_ENTRIES:
             # CLARABEL cannot be interrupted and takes minutes at this size (measured 228 s
