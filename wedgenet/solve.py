@@ -334,6 +334,17 @@ def solve(
     network = reconstruct(dictionary, atoms, sol)
     scanned = {"exhaustive": "all", "sample": "sampled", "search": "searched"}[source]
     cert = certify(dictionary, sol, Y, loss_obj, lam, tol, scanned=scanned)
+    if cert.certified and fit_offset and loss_obj.name != "hinge":
+        # with a free output bias the dual point must sum to zero over the samples; a
+        # stalled offset fit would make the bound invalid (hinge: balanced separately)
+        sums = np.abs(sol.V.sum(axis=0))
+        if np.any(sums > 1e-9 * max(1.0, float(np.abs(sol.V).sum()))):
+            cert = replace(
+                cert,
+                certified=False,
+                note=f"dual point not balanced (|1^T V| = {float(sums.max()):.1e}): the output "
+                "bias was not fitted to optimality",
+            )
     result = SolveResult(
         network=network,
         primal_objective=sol.primal,
