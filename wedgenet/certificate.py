@@ -232,6 +232,7 @@ def certify(
     *,
     scanned: str,
     max_columns: int = RECHECK_MAX_COLUMNS,
+    free_offset: bool = False,
 ) -> Certificate:
     """Decide whether ``sol`` is certified, re-checking its dual bound independently.
 
@@ -255,6 +256,10 @@ def certify(
         How much of the dictionary the solve priced: ``"all"`` (exhaustive scan), or e.g.
         ``"sampled"`` / ``"searched"`` (never certified).
     max_columns : int, default :data:`RECHECK_MAX_COLUMNS`
+    free_offset : bool, default False
+        The program has a free output bias: its dual constraint ``1^T V = 0`` must hold
+        (to ``1e-9 sum |V|``), or the bound is invalid (a stalled offset fit) and nothing is
+        certified. Hinge dual points are balanced separately and are not checked.
 
     Returns
     -------
@@ -265,6 +270,14 @@ def certify(
         return Certificate(False, sol.dual, gap, f"dictionary {scanned}, not scanned")
     if gap > tol:
         return Certificate(False, sol.dual, gap, f"gap {gap:.3g} > tol {tol:.3g}")
+    if free_offset and loss.name != "hinge":
+        sums = np.abs(sol.V.sum(axis=0))
+        if np.any(sums > 1e-9 * max(1.0, float(np.abs(sol.V).sum()))):
+            note = (
+                f"dual point not balanced (|1^T V| = {float(sums.max()):.1e}): the output "
+                "bias was not fitted to optimality"
+            )
+            return Certificate(False, sol.dual, gap, note)
     size = dictionary.size
     if size > max_columns:
         return Certificate(

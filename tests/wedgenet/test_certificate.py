@@ -137,3 +137,28 @@ def test_certificate_notes():
     big = certify(D, sol, Y, loss, 0.1, 1e-6, scanned="all", max_columns=10)
     assert not big.certified and big.note.startswith("not re-checked")
     assert RECHECK_MAX_COLUMNS == 4_000_000
+
+
+def test_unbalanced_dual_point_is_not_certified_with_a_free_offset():
+    """With a free output bias the dual constraint 1^T V = 0 must hold; a dual point that
+    violates it (a stalled offset fit) is refused even when every other test passes."""
+    X = np.random.default_rng(8).standard_normal((12, 2))
+    y = X[:, 0] ** 2
+    loss = get_loss("squared")
+    Y = y[:, None]
+    D = WedgeDictionary(X)
+    good = wn.solve(X, y, lam=0.1)
+    assert good.certified
+    V = Y - Y.mean() + 0.5  # shifted: 1^T V = 6
+    sol = ProgramSolution(
+        Z=np.zeros((0, 1)), t=np.zeros(1), V=V, primal=1.0, dual=1.0, max_score=0.0,
+        solve_time=0.0,
+    )
+    cert = certify(D, sol, Y, loss, 0.1, 1e-6, scanned="all", free_offset=True)
+    assert not cert.certified and cert.note.startswith("dual point not balanced")
+    balanced = ProgramSolution(
+        Z=np.zeros((0, 1)), t=np.zeros(1), V=V - V.mean(), primal=1.0, dual=1.0,
+        max_score=0.0, solve_time=0.0,
+    )
+    ok = certify(D, balanced, Y, loss, 0.1, 1e-6, scanned="all", free_offset=True)
+    assert not ok.note.startswith("dual point not balanced")
