@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.routes import datasets, health, jobs, networks, weights
+from app.api.routes import datasets, health, jobs, networks, ui, weights
 from app.core.config import get_settings
 from app.uploads import UploadError
 
@@ -134,6 +134,7 @@ def create_app() -> FastAPI:
 
     for module in (health, datasets, weights, jobs, networks):
         app.include_router(module.router)
+    ui.install(app)  # the web page at /ui/ (app/ui), / redirects there
     app.add_middleware(BodySizeLimit)  # type: ignore[arg-type]
     return app
 
