@@ -1,37 +1,40 @@
-"""Job records: creation, publishing to the broker, the stale-job sweeper, serialization.
+"""Job records and the queue contract: publishing by task name, and job recovery.
 
 The database is the single record of every job; the broker only wakes workers. A job row is
-committed before its message is published; the sweeper re-publishes jobs whose message or
-worker was lost, so a SIGKILLed worker loses nothing whichever broker is used.
+committed before its message is published (:func:`publish`, by task name through
+:mod:`app.broker`, so the API never imports the worker). :func:`recover_jobs` re-queues jobs
+whose worker was lost and re-publishes jobs whose message was lost, so a SIGKILLed worker
+loses nothing whichever broker is used. The :class:`Sweeper` thread runs it periodically in
+the API process (``WEDGENET_API_SWEEPER``); every worker runs it too, with the worker's own
+housekeeping (``worker/housekeeping.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, or_, select, update
 
+from app import broker
 from app.core.config import Settings, get_settings
 from app.db import session_scope
-from app.models import Job, PricingPart, PricingRound, utcnow
+from app.models import Job, utcnow
 
 log = logging.getLogger("wedgenet.jobs")
 
-TASK_NAME = "wedgenet.run_job"
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+#: retries of one publish before giving up (the job stays queued; recovery re-publishes)
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 
 
 def publish(job_id: str) -> bool:
     """Send the wake-up message for a job; failures are logged (the sweeper retries)."""
-    from worker.celery_app import celery_app
-
     try:
-        celery_app.send_task(
-            TASK_NAME, args=[job_id], retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
+        broker.send(broker.RUN_JOB_TASK, [job_id], retry_policy=RETRY_POLICY)
         return True
     except Exception as exc:  # broker down: the job stays queued, the sweeper re-publishes
         log.warning("could not publish job %s: %s", job_id, exc)
@@ -44,7 +47,15 @@ def mark_unpublished(job_id: str, settings: Settings) -> None:
                   .values(enqueued_at=None))
 
 
-def sweep(settings: Settings | None = None) -> list[str]:
+def enqueue(job_id: str, settings: Settings) -> bool:
+    """Publish a committed job; when that fails, mark it so the next sweep re-publishes it."""
+    if publish(job_id):
+        return True
+    mark_unpublished(job_id, settings)
+    return False
+
+
+def recover_jobs(settings: Settings | None = None) -> list[str]:
     """Re-queue running jobs with a stale heartbeat and re-publish queued jobs that were not
     picked up; fail jobs that ran out of attempts. Returns the re-published job ids."""
     settings = settings or get_settings()
@@ -92,36 +103,24 @@ def sweep(settings: Settings | None = None) -> list[str]:
         log.info("sweeper re-publishing job %s", job_id)
         if not publish(job_id):
             mark_unpublished(job_id, settings)
-    sweep_pricing_rounds(settings)
     return to_publish
 
 
-def sweep_pricing_rounds(settings: Settings) -> int:
-    """Delete distributed-pricing rounds left behind by a coordinator that died: rounds whose
-    job finished, was re-queued or is now run by another attempt. Returns how many."""
-    with session_scope(settings.database_url) as s:
-        ids = list(s.scalars(
-            select(PricingRound.id).join(Job, Job.id == PricingRound.job_id, isouter=True)
-            .where(or_(Job.id.is_(None), Job.state != "running", Job.worker_id.is_(None),
-                       Job.worker_id != PricingRound.attempt))))
-        if ids:
-            s.execute(delete(PricingPart).where(PricingPart.round_id.in_(ids)))
-            s.execute(delete(PricingRound).where(PricingRound.id.in_(ids)))
-    return len(ids)
-
-
 class Sweeper(threading.Thread):
-    """Runs :func:`sweep` every ``sweep_interval`` seconds until stopped."""
+    """Runs ``sweep(settings)`` every ``sweep_interval`` seconds until stopped; by default
+    :func:`recover_jobs` (what the API process needs; workers pass their fuller sweep)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None,
+                 sweep: Callable[[Settings], object] | None = None) -> None:
         super().__init__(name="wedgenet-sweeper", daemon=True)
         self.settings = settings or get_settings()
+        self.sweep = sweep or recover_jobs
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.settings.sweep_interval):
             try:
-                sweep(self.settings)
+                self.sweep(self.settings)
             except Exception as exc:  # keep sweeping through transient DB/broker errors
                 log.warning("sweep failed: %s", exc)
 

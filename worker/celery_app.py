@@ -1,5 +1,7 @@
 """Celery application. Broker from ``WEDGENET_BROKER_URL`` (Redis in production, Celery's
-filesystem broker in the embedded default). No result backend: results live in SQL.
+filesystem broker in the embedded default), with the broker and queue settings of
+:mod:`app.broker` (the API publishes by task name through it). No result backend: results
+live in SQL. Housekeeping (the sweeper thread) is in :mod:`worker.housekeeping`.
 
 A worker started by ``celery worker`` (and so by ``wedgenet serve``) compiles or loads the
 numerical kernels (:func:`wedgenet.warmup.warm_up`) in its main process before the pool starts,
@@ -10,32 +12,26 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup
 
+from app.broker import celery_config, is_filesystem, prepare_broker
 from app.core.config import get_settings
+from worker import housekeeping  # noqa: F401  (connects the sweeper's start/stop handlers)
 
 log = logging.getLogger("wedgenet.worker")
 
 
 def make_celery() -> Celery:
+    """The worker's Celery app: the broker and queue settings the API's producer uses
+    (:func:`app.broker.celery_config`) plus how this worker executes tasks."""
     settings = get_settings()
-    options = settings.broker_transport_options()
-    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
-        if key in options:
-            Path(str(options[key])).mkdir(parents=True, exist_ok=True)
-    app = Celery("wedgenet", broker=settings.broker_url, include=["worker.tasks"])
-    filesystem = settings.broker_url.startswith("filesystem")
+    prepare_broker(settings)
+    app = Celery("wedgenet", include=["worker.tasks"])
     app.conf.update(
-        broker_transport_options=options,
-        broker_connection_retry_on_startup=True,
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        result_backend=None,
+        celery_config(settings),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -44,16 +40,13 @@ def make_celery() -> Celery:
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         # the filesystem transport has no fanout exchange for remote control/events
-        worker_enable_remote_control=not filesystem,
+        worker_enable_remote_control=not is_filesystem(settings),
         worker_send_task_events=False,
-        task_default_queue="wedgenet",
     )
     return app
 
 
 celery_app = make_celery()
-
-_sweeper: Any = None
 
 
 def warmup_enabled() -> bool:
@@ -93,18 +86,3 @@ def _warm_up_kernels(**_: Any) -> None:
         log.info("numerical kernels ready in %.1f s (loaded from the cache in %s)",
                  seconds, cache)
 
-
-@worker_ready.connect
-def _start_sweeper(**_: Any) -> None:
-    global _sweeper
-    from app.jobs import Sweeper
-
-    _sweeper = Sweeper()
-    _sweeper.start()
-    log.info("wedgenet sweeper started")
-
-
-@worker_shutdown.connect
-def _stop_sweeper(**_: Any) -> None:
-    if _sweeper is not None:
-        _sweeper.stop()

@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy import and_, delete, or_, select, update
 
 import wedgenet
+from app.broker import PRICE_PART_TASK
 from app.core.config import Settings, get_settings
 from app.db import session_scope
 from app.models import Dataset, Job, PricingPart, PricingRound, utcnow
@@ -43,8 +44,6 @@ from app.storage import from_npy_bytes, get_array, to_npy_bytes
 from wedgenet.pricing import PricingResult, merge_pricing, split_ranges
 
 log = logging.getLogger("wedgenet.worker")
-
-PRICE_PART_TASK = "wedgenet.price_part"
 
 
 class ScanAborted(Exception):

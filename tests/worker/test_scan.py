@@ -137,9 +137,9 @@ def test_helper_ignores_rounds_of_finished_jobs(client, upload) -> None:
     """A late ``price_part`` message is a no-op; the sweeper removes orphaned rounds."""
     from app.core.config import get_settings
     from app.db import session_scope
-    from app.jobs import sweep_pricing_rounds
     from app.models import Job, PricingPart, PricingRound
     from app.storage import to_npy_bytes
+    from worker.housekeeping import sweep_pricing_rounds
     from worker.scan import price_parts_now
 
     X, y = _problem()

@@ -27,8 +27,8 @@ def _submit(client, upload, **params):  # type: ignore[no-untyped-def]
 
 def test_sweeper_requeues_stale_running_job(client, upload, monkeypatch) -> None:
     from app.db import session_scope
-    from app.jobs import sweep
     from app.models import Job, utcnow
+    from worker.housekeeping import sweep
     from worker.tasks import run_job_now
 
     job_id = _submit(client, upload)
@@ -71,8 +71,8 @@ def test_stale_running_job_taken_over_directly(client, upload) -> None:
 
 def test_sweeper_republishes_lost_queued_job_and_gives_up(client, upload, monkeypatch) -> None:
     from app.db import session_scope
-    from app.jobs import sweep
     from app.models import Job, utcnow
+    from worker.housekeeping import sweep
 
     job_id = _submit(client, upload)
     monkeypatch.setattr("app.jobs.publish", lambda jid: True)
