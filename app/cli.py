@@ -1,4 +1,4 @@
-"""``wedgenet serve``: the embedded default, no servers to install.
+"""``wedgenet serve`` / ``python -m app serve``: the embedded default, no servers to install.
 
 Starts the API (uvicorn) and a Celery worker subprocess on SQLite and Celery's filesystem
 broker under ``./var/``. Environment variables (``WEDGENET_*``) override every default.
@@ -11,11 +11,20 @@ two; see :mod:`wedgenet.warmup`), so a job queued meanwhile waits instead of com
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+#: modules of the ``service`` extra that ``serve`` needs (this module itself imports only the
+#: standard library, so ``wedgenet serve`` can say what is missing)
+SERVICE_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "celery", "pydantic_settings")
+
+
+def missing_service_modules() -> list[str]:
+    return [m for m in SERVICE_MODULES if importlib.util.find_spec(m) is None]
 
 
 def embedded_env(data_dir: str) -> dict[str, str]:
@@ -31,8 +40,11 @@ def embedded_env(data_dir: str) -> dict[str, str]:
 
 
 def worker_command(concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
+    """The Celery worker process ``serve`` starts (the worker is run, never imported)."""
+    from app.broker import QUEUE
+
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-            f"--loglevel={loglevel}", f"--concurrency={concurrency}", "-Q", "wedgenet",
+            f"--loglevel={loglevel}", f"--concurrency={concurrency}", "-Q", QUEUE,
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
@@ -57,6 +69,11 @@ def serve_main(argv: list[str] | None = None) -> int:
                         help="the worker skips compiling the numerical kernels at start "
                              "(its first jobs then compile what they use)")
     args = parser.parse_args(argv)
+    missing = missing_service_modules()
+    if missing:
+        print("error: 'wedgenet serve' needs the service extra: pip install 'wedgenet[service]' "
+              f"(missing: {', '.join(missing)})", file=sys.stderr)
+        return 2
 
     os.environ.update(embedded_env(args.data_dir))
     from app.core.config import DEV_KEY, get_settings

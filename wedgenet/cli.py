@@ -1,6 +1,9 @@
-"""Command line: ``wedgenet solve``, ``wedgenet plot`` and ``wedgenet serve``.
+"""Command line: ``wedgenet solve``, ``wedgenet plot`` and the commands of installed extras.
 
 This module reads files (CSV, .npy, .npz) and writes results; the numerics it calls do no I/O.
+More commands are found through the entry-point group ``wedgenet.commands``: each entry point
+names a function ``main(argv: list[str]) -> int`` (the service registers ``serve``,
+``app.cli:serve_main``). The engine imports none of them until the command is run.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +200,36 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
+#: entry-point group of the commands other packages add (``name = "module:function"``)
+COMMANDS_GROUP = "wedgenet.commands"
+#: commands of the optional extras, named in the error when their entry point is missing
+EXTRA_COMMANDS = {"serve": "service"}
+
+
+def plugin_commands() -> dict[str, EntryPoint]:
+    """The installed commands of the ``wedgenet.commands`` entry-point group, by name."""
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
+def _run_plugin(cmd: str, ep: EntryPoint | None, argv: list[str]) -> int:
+    extra = EXTRA_COMMANDS.get(cmd, "service")
+    hint = f"'wedgenet {cmd}' needs the {extra} extra: pip install 'wedgenet[{extra}]'"
+    if ep is None:
+        print(f"error: {hint}", file=sys.stderr)
+        return 2
+    try:
+        command = ep.load()
+    except ImportError as exc:
+        print(f"error: {hint} ({exc})", file=sys.stderr)
+        return 2
+    return int(command(argv) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: wedgenet {solve,plot,serve} ... (wedgenet COMMAND --help)"
+    plugins = plugin_commands()
+    names = ["solve", "plot", *sorted(set(plugins) - {"solve", "plot"})]
+    usage = f"usage: wedgenet {{{','.join(names)}}} ... (wedgenet COMMAND --help)"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0
@@ -208,10 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_solve(rest)
         if cmd == "plot":
             return cmd_plot(rest)
-        if cmd == "serve":
-            from app.cli import serve_main
-
-            return int(serve_main(rest) or 0)
+        if cmd in plugins or cmd in EXTRA_COMMANDS:
+            return _run_plugin(cmd, plugins.get(cmd), rest)
     except WedgeNetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
