@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 import wedgenet as wn
-from wedgenet.groupsolve import group_prox_newton
 from wedgenet.losses import get_loss
-from wedgenet.programs import relative_gap, solve_cvxpy
+from wedgenet.programs import relative_gap
+from wedgenet.solvers.conic import solve_cvxpy
+from wedgenet.solvers.groupsolve import group_prox_newton
 
 warnings.filterwarnings("ignore")
 

@@ -21,7 +21,7 @@ import wedgenet as wn
 from wedgenet.dictionary import WedgeDictionary, features
 from wedgenet.losses import get_loss
 from wedgenet.pricing import MaterializedColumns
-from wedgenet.programs import solve_cvxpy
+from wedgenet.solvers.conic import solve_cvxpy
 from wedgenet.workingset import solve_working_set
 
 warnings.filterwarnings("ignore")

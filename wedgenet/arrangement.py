@@ -83,8 +83,8 @@ from wedgenet.exceptions import WedgeNetError
 from wedgenet.geometry import cross
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import Neuron, TwoLayerNetwork
-from wedgenet.programs import CLARABEL_OPTS, balance_dual
-from wedgenet.validation import check_inputs, check_X
+from wedgenet.solvers.conic import CLARABEL_OPTS
+from wedgenet.validation import check_inputs, check_lam, check_X
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -428,19 +428,6 @@ def _check_inputs(X: Any, y: Any, loss: Loss) -> tuple[FloatArray, FloatArray]:
     return X, Y
 
 
-def _dual_candidate(v: FloatArray, y: FloatArray, loss: Loss, center: bool) -> FloatArray:
-    """Move a candidate dual point into the set where the bound is finite.
-
-    Any ``v`` gives a valid certificate. Logistic: ``theta = v * y`` is clipped to [0, 1].
-    ``center`` (free output bias): ``1^T v = 0`` up to rounding, by subtracting the mean
-    (squared) or shrinking the larger class side (logistic, keeps ``theta`` in [0, 1]).
-    """
-    if loss.name == "squared":
-        return v - v.mean() if center else v
-    out = y * np.clip(v * y, 0.0, 1.0)
-    return balance_dual(out[:, None], y[:, None])[:, 0] if center else out
-
-
 def _scores(
     Xl: FloatArray, patterns: BoolArray, v: FloatArray, bias: bool, radius: float
 ) -> FloatArray:
@@ -584,9 +571,7 @@ def arrangement_lower_bound(
     import cvxpy as cp
 
     start = time.perf_counter()
-    lam = float(lam)
-    if not np.isfinite(lam) or lam <= 0:
-        raise WedgeNetError(f"lam must be a positive number, got {lam}")
+    lam = check_lam(lam)
     if mode not in ("exact", "sampled"):
         raise WedgeNetError(f"unknown mode {mode!r}; choose exact or sampled")
     loss_obj = get_loss(loss)
@@ -707,7 +692,7 @@ def arrangement_lower_bound(
             v_dual = np.asarray(defining.dual_value, dtype=float).reshape(n)
             candidates.append(v_dual if float(v_dual @ v_grad) >= 0 else -v_dual)
         for v in candidates:
-            v = _dual_candidate(v, Y[:, 0], loss_obj, fit_offset)
+            v = loss_obj.feasible_dual(v[:, None], Y, fit_offset)[:, 0]
             cand = _certificate(Xl, patterns, v, Y, loss_obj, lam, bias, radius)
             lower = cand if lower is None else max(lower, cand)
         scale_ref = max(abs(best_net[0]), GAP_FLOOR)

@@ -101,7 +101,7 @@ Exactness of the inputs and of the arithmetic
   ``math.inf`` when ``|sum(v)| > center_tol * n * ||v||_1``. Below that threshold the column is
   taken as centred at rounding level and the bound is computed for ``v - mean(v)`` (exactly
   centred in exact arithmetic). Callers should centre their dual points (``V - V.mean(0)`` for
-  the squared loss, :func:`wedgenet.programs.balance_dual` for hinge/logistic); the loss's own
+  the squared loss, :func:`wedgenet.losses.balance_dual` for hinge/logistic); the loss's own
   dual value assumes ``1^T V = 0`` at the same level of rounding.
 * The returned float includes a rounding allowance, ``4 (n + d + 4) eps ||v_q||_1 R`` per output
   column (times ``sqrt(d)`` for ``p = 2``), ``R`` the largest range of a feature (biased) or the

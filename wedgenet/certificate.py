@@ -270,7 +270,7 @@ def certify(
         return Certificate(False, sol.dual, gap, f"dictionary {scanned}, not scanned")
     if gap > tol:
         return Certificate(False, sol.dual, gap, f"gap {gap:.3g} > tol {tol:.3g}")
-    if free_offset and loss.name != "hinge":
+    if free_offset and loss.smooth:
         sums = np.abs(sol.V.sum(axis=0))
         if np.any(sums > 1e-9 * max(1.0, float(np.abs(sol.V).sum()))):
             note = (

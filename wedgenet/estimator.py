@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.network import TwoLayerNetwork
 from wedgenet.solve import Solver, SolveResult, SourceName, solve
+from wedgenet.validation import DEFAULT_LAM
 
 FloatArray = NDArray[np.float64]
 
@@ -62,7 +63,7 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
 
     def __init__(
         self,
-        lam: float = 0.01,
+        lam: float = DEFAULT_LAM,
         *,
         p: int = 1,
         bias: bool = True,
@@ -160,7 +161,7 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
 
     def __init__(
         self,
-        lam: float = 0.01,
+        lam: float = DEFAULT_LAM,
         *,
         loss: str = "logistic",
         p: int = 1,

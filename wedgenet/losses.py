@@ -32,8 +32,17 @@ class Loss:
     """Base class; ``U``, ``Y`` and ``V`` are always 2-D arrays of shape (n, c)."""
 
     name: ClassVar[str] = ""
+    #: Differentiable (Newton steps, proximal gradient and the exact offset refit apply).
     smooth: ClassVar[bool] = True
+    #: Quadratic in ``U`` with identity Hessian: the free output bias is eliminated by
+    #: centring, and the dual point of an optimal bias sums to zero exactly.
+    quadratic: ClassVar[bool] = False
+    #: Invariant to adding the same number to every output of a sample (softmax): the
+    #: outputs are identified up to a common shift, and at least two are needed.
+    shift_invariant: ClassVar[bool] = False
     classification: ClassVar[bool] = False
+    #: Lipschitz constant of ``grad L`` per sample (step size of proximal gradient).
+    curvature: ClassVar[float] = 1.0
 
     def encode(self, y: Any) -> tuple[FloatArray, np.ndarray | None]:
         """Targets as an (n, c) float matrix, and the class labels (classification)."""
@@ -55,6 +64,72 @@ class Loss:
 
     def cvxpy(self, U: Any, Y: FloatArray) -> Any:
         raise NotImplementedError
+
+    def cvxpy_program(self, U: Any, Y: FloatArray) -> tuple[Any, list[Any], Any]:
+        """``(objective term, constraints, margin constraint or None)`` for cvxpy.
+
+        A loss whose dual point is read off constraint multipliers (hinge: the margins)
+        returns an epigraph form and that constraint; :meth:`dual_from_multipliers` maps its
+        multipliers to ``V``.
+        """
+        return self.cvxpy(U, Y), [], None
+
+    def dual_from_multipliers(self, mult: FloatArray, Y: FloatArray, center: bool) -> FloatArray:
+        """The dual point ``V`` from the multipliers of :meth:`cvxpy_program`'s margin."""
+        raise NotImplementedError
+
+    def hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        """Per-sample Hessians ``d^2 L / dU_i^2``, shape (n, c, c) (smooth losses)."""
+        raise NotImplementedError
+
+    def feasible_dual(self, V: FloatArray, Y: FloatArray, center: bool) -> FloatArray:
+        """Move a candidate dual point into the set where ``-L*(-V)`` is finite.
+
+        ``center`` (free output bias): also make ``1^T V = 0``. Any result gives a valid
+        lower bound once scaled into the dictionary's constraints.
+        """
+        return V - V.mean(axis=0) if center else V
+
+    def decode(self, Y: FloatArray) -> np.ndarray:
+        """Encoded targets back to ``y``: integer class positions for classification."""
+        if Y.shape[1] == 1 and self.classification:
+            return (Y[:, 0] > 0).astype(np.int64)
+        if self.classification:
+            return np.argmax(Y, axis=1).astype(np.int64)
+        return Y
+
+    def encode_like(self, y: Any, classes: np.ndarray | None) -> FloatArray:
+        """Encode further targets (e.g. validation labels) with the training classes."""
+        if not self.classification:
+            return self.encode(y)[0]
+        assert classes is not None
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise WedgeNetError(f"labels must be 1-D, got shape {y.shape}")
+        unknown = np.setdiff1d(np.unique(y), classes)
+        if unknown.size:
+            raise WedgeNetError(
+                f"labels {unknown.tolist()[:5]} do not occur in the training labels "
+                f"{classes.tolist()}"
+            )
+        return self._encode_classes(np.searchsorted(classes, y), classes.size)
+
+    def _encode_classes(self, pos: NDArray[np.int64], n_classes: int) -> FloatArray:
+        return np.where(pos == 1, 1.0, -1.0)[:, None]
+
+    def metrics(self, U: FloatArray, Y: FloatArray) -> dict[str, float]:
+        """Mean loss, and accuracy (classification) or mean squared error (regression)."""
+        n = max(U.shape[0], 1)
+        out = {"loss": self.value(U, Y) / n}
+        if not self.classification:
+            out["mse"] = float(np.mean((U - Y) ** 2))
+        elif Y.shape[1] == 1:
+            out["accuracy"] = float(np.mean(np.where(U[:, 0] > 0, 1.0, -1.0) == Y[:, 0]))
+        else:
+            out["accuracy"] = float(np.mean(np.argmax(U, axis=1) == np.argmax(Y, axis=1)))
+        return out
 
     def optimal_offset(self, U: FloatArray, Y: FloatArray, t0: FloatArray) -> FloatArray:
         """The output bias minimizing ``L(U + 1 t, Y)`` (Newton from ``t0``).
@@ -128,6 +203,7 @@ class Loss:
 
 class SquaredLoss(Loss):
     name = "squared"
+    quadratic = True
 
     def encode(self, y: Any) -> tuple[FloatArray, None]:
         Y = np.asarray(y, dtype=float)
@@ -160,6 +236,10 @@ class SquaredLoss(Loss):
     def optimal_offset(self, U: FloatArray, Y: FloatArray, t0: FloatArray) -> FloatArray:
         return np.asarray((Y - U).mean(axis=0), dtype=float)
 
+    def hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        n, c = U.shape
+        return np.broadcast_to(np.eye(c), (n, c, c))
+
 
 def _binary_labels(y: Any) -> tuple[FloatArray, np.ndarray]:
     y = np.asarray(y)
@@ -175,12 +255,36 @@ def _binary_labels(y: Any) -> tuple[FloatArray, np.ndarray]:
     return np.where(y == classes[1], 1.0, -1.0)[:, None], classes
 
 
-class LogisticLoss(Loss):
-    name = "logistic"
+def balance_dual(V: FloatArray, Y: FloatArray) -> FloatArray:
+    """Make ``1^T V = 0`` (free output bias) without leaving ``theta = V * Y`` in [0, 1]:
+    shrink the larger class side of each column."""
+    out = V.copy()
+    for col in range(V.shape[1]):
+        v = out[:, col]
+        pos, neg = v[v > 0].sum(), -v[v < 0].sum()
+        if pos > neg and pos > 0:
+            v[v > 0] *= neg / pos
+        elif neg > pos and neg > 0:
+            v[v < 0] *= pos / neg
+    return out
+
+
+class _BinaryLoss(Loss):
+    """Two classes encoded as ``y in {-1, +1}``; the dual point is ``V = y theta``."""
+
     classification = True
 
     def encode(self, y: Any) -> tuple[FloatArray, np.ndarray]:
         return _binary_labels(y)
+
+    def feasible_dual(self, V: FloatArray, Y: FloatArray, center: bool) -> FloatArray:
+        out = Y * np.clip(V * Y, 0.0, 1.0)
+        return balance_dual(out, Y) if center else out
+
+
+class LogisticLoss(_BinaryLoss):
+    name = "logistic"
+    curvature = 0.25
 
     def value(self, U: FloatArray, Y: FloatArray) -> float:
         return float(-np.sum(log_expit(Y * U)))
@@ -204,14 +308,15 @@ class LogisticLoss(Loss):
         s = expit(U)
         return np.array([[float(np.sum(s * (1 - s)))]]) + 1e-300
 
+    def hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        s = expit(U[:, 0])
+        return (s * (1 - s))[:, None, None]
 
-class HingeLoss(Loss):
+
+class HingeLoss(_BinaryLoss):
     name = "hinge"
     smooth = False
-    classification = True
-
-    def encode(self, y: Any) -> tuple[FloatArray, np.ndarray]:
-        return _binary_labels(y)
+    curvature = float("inf")
 
     def value(self, U: FloatArray, Y: FloatArray) -> float:
         return float(np.sum(np.maximum(0.0, 1.0 - Y * U)))
@@ -231,10 +336,23 @@ class HingeLoss(Loss):
 
         return cp.sum(cp.pos(1 - cp.multiply(Y, U)))
 
+    def cvxpy_program(self, U: Any, Y: FloatArray) -> tuple[Any, list[Any], Any]:
+        """Epigraph form: the margin multipliers are ``theta`` (``V = y theta``)."""
+        import cvxpy as cp
+
+        xi = cp.Variable(U.shape)
+        margin = xi >= 1 - cp.multiply(Y, U)
+        return cp.sum(xi), [margin, xi >= 0], margin
+
+    def dual_from_multipliers(self, mult: FloatArray, Y: FloatArray, center: bool) -> FloatArray:
+        return self.feasible_dual(Y * np.clip(mult, 0.0, 1.0), Y, center)
+
 
 class SoftmaxLoss(Loss):
     name = "softmax"
     classification = True
+    shift_invariant = True
+    curvature = 0.5
 
     def encode(self, y: Any) -> tuple[FloatArray, np.ndarray]:
         y = np.asarray(y)
@@ -271,6 +389,16 @@ class SoftmaxLoss(Loss):
     def _offset_hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
         P = np.exp(U - logsumexp(U, axis=1, keepdims=True))
         return np.diag(P.sum(axis=0)) - P.T @ P
+
+    def hessian(self, U: FloatArray, Y: FloatArray) -> FloatArray:
+        P = np.exp(U - logsumexp(U, axis=1, keepdims=True))
+        c = U.shape[1]
+        return np.einsum("ij,jk->ijk", P, np.eye(c)) - P[:, :, None] * P[:, None, :]
+
+    def _encode_classes(self, pos: NDArray[np.int64], n_classes: int) -> FloatArray:
+        Y = np.zeros((pos.shape[0], n_classes))
+        Y[np.arange(pos.shape[0]), pos] = 1.0
+        return Y
 
 
 LOSSES: dict[str, type[Loss]] = {

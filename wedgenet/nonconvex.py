@@ -48,6 +48,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit, logsumexp
 
 from wedgenet.network import Neuron, TwoLayerNetwork
+from wedgenet.validation import DEFAULT_LAM, check_lam
 
 FloatArray = NDArray[np.float64]
 #: L-BFGS-B memory (number of stored corrections).
@@ -341,7 +342,7 @@ def train_nonconvex(
     loss: LossName = "squared",
     p: int = 1,
     bias: bool = True,
-    lam: float = 0.01,
+    lam: float = DEFAULT_LAM,
     width: int | None = None,
     restarts: int = 20,
     seed: int = 0,
@@ -411,9 +412,7 @@ def train_nonconvex(
         raise ValueError(f"unsupported loss {loss!r}; choose squared, logistic or softmax")
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    lam = float(lam)
-    if not lam > 0:
-        raise ValueError(f"lam must be positive, got {lam}")
+    lam = check_lam(lam)
     Y, _ = encode_targets(y, loss)
     if Y.shape[0] != X.shape[0]:
         raise ValueError("X and y have different numbers of samples")

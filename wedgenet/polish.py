@@ -91,27 +91,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.activeset import solve_single_output
-from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import RANK_RTOL, WedgeDictionary
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.geometry import one_blas_thread
 from wedgenet.layers import Layer, as_layers, check_layers, forward
-from wedgenet.losses import Loss, get_loss
+from wedgenet.losses import Loss, SquaredLoss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
-from wedgenet.programs import (
-    ProgramSolution,
-    column_scores,
-    dual_bound,
-    dual_point,
-    finish,
-    group_norms,
-    primal_value,
-    refine_on_support,
-    relative_gap,
-    solve_cvxpy,
-)
-from wedgenet.validation import check_inputs, check_X, check_y
+from wedgenet.programs import Program, group_norms, primal_value
+from wedgenet.solvers import solve_program
+from wedgenet.validation import check_inputs, check_lam, check_X, check_y
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -125,8 +113,6 @@ Criterion = Literal["residual", "distance"]
 POLISH_DEGENERACY_TOL = 1e-9
 #: Coefficient rows of the refit below this fraction of the largest are set to zero.
 ZERO_REL_TOL = 1e-9
-#: Union sizes above which non-squared losses are refit by column generation.
-CVXPY_DIRECT_MAX_COLUMNS = 300
 
 
 # --------------------------------------------------------------------------- threading
@@ -556,207 +542,7 @@ def _objective(
     return loss.value(U, Y) + lam * _regularization(layers, p)
 
 
-def _metrics(loss: Loss, U: FloatArray, Y: FloatArray) -> dict[str, float]:
-    n = max(U.shape[0], 1)
-    out = {"loss": loss.value(U, Y) / n}
-    if loss.name == "squared":
-        out["mse"] = float(np.mean((U - Y) ** 2))
-    elif loss.name == "softmax":
-        out["accuracy"] = float(np.mean(np.argmax(U, axis=1) == np.argmax(Y, axis=1)))
-    else:
-        out["accuracy"] = float(np.mean(np.where(U[:, 0] > 0, 1.0, -1.0) == Y[:, 0]))
-    return out
-
-
-def _encode_like(loss: Loss, y: Any, classes: np.ndarray | None) -> FloatArray:
-    """Encode validation targets with the training classes."""
-    y = np.asarray(y)
-    if not loss.classification:
-        Y, _ = loss.encode(y)
-        return Y
-    assert classes is not None
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise WedgeNetError(f"validation labels must be 1-D, got shape {y.shape}")
-    unknown = np.setdiff1d(np.unique(y), classes)
-    if unknown.size:
-        raise WedgeNetError(
-            f"validation labels {unknown.tolist()[:5]} do not occur in the training labels "
-            f"{classes.tolist()}"
-        )
-    if loss.name == "softmax":
-        Y = np.zeros((y.shape[0], classes.size))
-        Y[np.arange(y.shape[0]), np.searchsorted(classes, y)] = 1.0
-        return Y
-    return np.where(y == classes[1], 1.0, -1.0)[:, None]
-
-
 # --------------------------------------------------------------------------- refit
-def _solve_given(
-    K: FloatArray,
-    Y: FloatArray,
-    loss: Loss,
-    lam: float,
-    fit_offset: bool,
-    tol: float,
-    max_sweeps: int = 5000,
-) -> ProgramSolution:
-    """The convex program over the given columns, to relative gap ``tol``."""
-    n, M = K.shape
-    c = Y.shape[1]
-    if M == 0:
-        t = np.zeros(c)
-        if fit_offset and loss.smooth:
-            t = loss.optimal_offset(np.zeros((n, c)), Y, t)
-        U = np.zeros((n, c)) + t
-        val = loss.value(U, Y)
-        return ProgramSolution(Z=np.zeros((0, c)), t=t, V=-loss.grad(U, Y), primal=val,
-                               dual=val, max_score=0.0, solve_time=0.0, solver="empty")
-    fast = solve_single_output(K, Y, loss, lam, fit_offset=fit_offset, tol=tol)
-    if fast is not None and fast.gap <= tol:
-        return fast
-    if loss.name == "squared":
-        Z0 = None if fast is None else fast.Z
-        return _solve_squared(K, Y, lam, fit_offset, tol, max_sweeps, Z0)
-    if M <= CVXPY_DIRECT_MAX_COLUMNS or loss.name == "hinge":
-        return _solve_cvxpy_robust(K, Y, loss, lam, fit_offset, tol)
-    # Column generation over the materialized union (restricted solves by cvxpy).
-    start = time.perf_counter()
-    t = np.zeros(c)
-    if fit_offset:
-        t = loss.optimal_offset(np.zeros((n, c)), Y, t)
-    V = -loss.grad(np.zeros((n, c)) + t, Y)
-    scores = column_scores(K, V)
-    work = np.argsort(-scores)[: min(M, 64)]
-    sol: ProgramSolution | None = None
-    for it in range(1, 101):
-        sub = _solve_cvxpy_robust(K[:, work], Y, loss, lam, fit_offset, tol)
-        Z = np.zeros((M, c))
-        Z[work] = sub.Z
-        t, U, V = dual_point(loss, K, Y, Z, sub.t, fit_offset)
-        scores = column_scores(K, V)
-        max_score = float(scores.max())
-        primal = primal_value(loss, U, Y, Z, lam)
-        dual = dual_bound(loss, V, Y, lam, max_score)
-        sol = ProgramSolution(Z=Z, t=t, V=V, primal=primal, dual=dual, max_score=max_score,
-                              solve_time=time.perf_counter() - start, iterations=it,
-                              solver="colgen/" + sub.solver)
-        if relative_gap(primal, dual) <= tol:
-            break
-        viol = np.setdiff1d(np.flatnonzero(scores > lam * (1 + 0.5 * tol)), work)
-        if viol.size == 0:
-            break
-        nsup = int(np.count_nonzero(group_norms(sub.Z) > 0))
-        add = viol[np.argsort(-scores[viol])][: max(32, 2 * nsup)]
-        work = np.concatenate([work, add])
-    assert sol is not None
-    return sol
-
-
-def _solve_cvxpy_robust(
-    K: FloatArray, Y: FloatArray, loss: Loss, lam: float, fit_offset: bool, tol: float
-) -> ProgramSolution:
-    """cvxpy/CLARABEL (which retries with looser settings itself); on a numerical failure
-    SCS for the hinge loss, proximal gradient for the smooth ones."""
-    try:
-        return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
-    except WedgeNetError:
-        if not loss.smooth:
-            return solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset, solver="SCS")
-    return _fista(K, Y, loss, lam, fit_offset, tol)
-
-
-def _fista(
-    K: FloatArray, Y: FloatArray, loss: Loss, lam: float, fit_offset: bool, tol: float,
-    max_iter: int = 20000,
-) -> ProgramSolution:
-    """Accelerated proximal gradient with restarts for smooth losses (a robust fallback).
-
-    Every 100 iterations the point is finished by :func:`wedgenet.programs.finish` (Newton
-    on the support, dual bound over all columns) and the loop stops at relative gap ``tol``.
-    """
-    start = time.perf_counter()
-    n, M = K.shape
-    c = Y.shape[1]
-    curv = {"logistic": 0.25, "softmax": 0.5}.get(loss.name, 1.0)
-    A = np.concatenate([K, np.ones((n, 1))], axis=1) if fit_offset else K
-    Lip = curv * float(np.linalg.norm(A, 2)) ** 2
-    step = 1.0 / max(Lip, 1e-300)
-    Z = np.zeros((M, c))
-    t = np.zeros(c)
-    if fit_offset:
-        t = loss.optimal_offset(np.zeros((n, c)), Y, t)
-    Zy, ty, Zo, to = Z.copy(), t.copy(), Z.copy(), t.copy()
-    theta = 1.0
-
-    def obj(Zv: FloatArray, tv: FloatArray) -> float:
-        return primal_value(loss, K @ Zv + tv, Y, Zv, lam)
-
-    f_old = obj(Z, t)
-    best: ProgramSolution | None = None
-    for it in range(1, max_iter + 1):
-        G = loss.grad(K @ Zy + ty, Y)
-        Zn = Zy - step * (K.T @ G)
-        norms = group_norms(Zn)
-        shrink = np.maximum(0.0, 1.0 - step * lam / np.where(norms > 0, norms, 1.0))
-        Zn *= shrink[:, None]
-        tn = ty - step * G.sum(axis=0) if fit_offset else ty
-        f_new = obj(Zn, tn)
-        if f_new > f_old:  # adaptive restart
-            theta = 1.0
-            Zy, ty = Z.copy(), t.copy()
-            continue
-        theta_n = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta * theta))
-        mom = (theta - 1.0) / theta_n
-        Zo, to = Z, t
-        Z, t, f_old, theta = Zn, tn, f_new, theta_n
-        Zy = Z + mom * (Z - Zo)
-        ty = t + mom * (t - to)
-        if it % 100 == 0 or it == max_iter:
-            cand = finish(loss, K, Y, Z.copy(), t.copy(), lam, fit_offset, start, "fista", it)
-            if best is None or cand.primal < best.primal:
-                best = cand
-            if cand.gap <= tol:
-                break
-    assert best is not None
-    return best
-
-
-def _solve_squared(
-    K: FloatArray, Y: FloatArray, lam: float, fit_offset: bool, tol: float, max_sweeps: int,
-    Z0: FloatArray | None = None,
-) -> ProgramSolution:
-    """Coordinate descent from ``Z0``, then Newton on the support (:func:`refine_on_support`)
-    (vector output, or where the active-set method missed ``tol``).
-
-    The union dictionary holds near-duplicate columns (a polished neuron a degree away from
-    its original), on which coordinate descent crawls; once it has found the support, a few
-    Newton steps on the support reach the optimum to rounding.
-    """
-    start = time.perf_counter()
-    loss = get_loss("squared")
-    budget = max(int(max_sweeps), 10)
-    chunk = min(budget, 1000)
-    sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol, max_sweeps=chunk, Z0=Z0)
-    used = sol.iterations
-    while sol.gap > tol:
-        Z, t = refine_on_support(loss, K, Y, sol.Z, sol.t, lam, fit_offset)
-        fin = finish(loss, K, Y, Z, t, lam, fit_offset, start, "cd+newton", used)
-        if fin.primal <= sol.primal:
-            sol = fin
-        if sol.gap <= tol or used >= budget:
-            break
-        more = lasso_cd(K, Y, lam, fit_offset=fit_offset, tol=tol, Z0=sol.Z,
-                        max_sweeps=min(chunk, budget - used))
-        used += more.iterations
-        if more.primal <= sol.primal:
-            sol = more
-    sol.iterations = used
-    sol.solve_time = time.perf_counter() - start
-    return sol
-
-
 def _clean(Z: FloatArray) -> FloatArray:
     g = group_norms(Z) if Z.shape[0] else np.zeros(0)
     if g.size and g.max() > 0:
@@ -1147,9 +933,7 @@ def polish(
         For inconsistent shapes, non-finite weights or data, a bad split or bad options.
     """
     t_start = time.perf_counter()
-    lam = float(lam)
-    if not np.isfinite(lam) or lam <= 0:
-        raise WedgeNetError(f"lam must be a positive number, got {lam}")
+    lam = check_lam(lam)
     if p not in (1, 2):
         raise WedgeNetError(f"p must be 1 or 2, got {p!r}")
     if refit not in ("union", "polished", "original"):
@@ -1184,7 +968,7 @@ def polish(
     Yv: FloatArray | None = None
     if val_idx is not None:
         Xv = X_all[val_idx]
-        Yv = _encode_like(loss_obj, y_all[val_idx], classes)
+        Yv = loss_obj.encode_like(y_all[val_idx], classes)
         if not np.all(np.isfinite(Xv)):
             raise WedgeNetError("X contains NaN or infinite values")
     elif validation is not None:
@@ -1194,7 +978,7 @@ def polish(
             raise WedgeNetError("validation must be a pair (X_val, y_val)") from None
         Xv = check_X(Xv_raw, "X_val", n_features=d)
         yv_arr = check_y(yv_raw, Xv.shape[0], loss_obj, names=("X_val", "y_val"))
-        Yv = _encode_like(loss_obj, yv_arr, classes)
+        Yv = loss_obj.encode_like(yv_arr, classes)
         if Yv.shape[1] != c:
             raise WedgeNetError(f"y_val has {Yv.shape[1]} outputs, y has {c}")
 
@@ -1219,14 +1003,14 @@ def polish(
 
     metrics: dict[str, Any] = {
         "train": {
-            "before": _metrics(loss_obj, forward(net_layers, Xtr)[1], Ytr),
-            "after": _metrics(loss_obj, outputs(result_layers, Xtr), Ytr),
+            "before": loss_obj.metrics(forward(net_layers, Xtr)[1], Ytr),
+            "after": loss_obj.metrics(outputs(result_layers, Xtr), Ytr),
         }
     }
     if Xv is not None and Yv is not None:
         metrics["validation"] = {
-            "before": _metrics(loss_obj, forward(net_layers, Xv)[1], Yv),
-            "after": _metrics(loss_obj, outputs(result_layers, Xv), Yv),
+            "before": loss_obj.metrics(forward(net_layers, Xv)[1], Yv),
+            "after": loss_obj.metrics(outputs(result_layers, Xv), Yv),
         }
     network = core["network"]
     timings = dict(core["timings"])
@@ -1321,7 +1105,9 @@ def _polish_core(
                 t0 = time.perf_counter()
                 W_next, b_next = layers[layer]
                 T = acts[layer] @ W_next + b_next
-                sub_sol = lasso_cd(Fn, T, lam, fit_offset=bias, tol=1e-7, max_sweeps=max_sweeps)
+                sub_sol = solve_program(
+                    Program(Fn, T, SquaredLoss(), lam, bias), tol=1e-7, max_sweeps=max_sweeps
+                )
                 timings["inner_refit"] += time.perf_counter() - t0
                 pol_inner.append((np.ascontiguousarray(Pn[:, :-1].T), Pn[:, -1].copy()))
                 V = np.asarray(sub_sol.Z, dtype=float)
@@ -1352,7 +1138,7 @@ def _polish_core(
     def solve_blocks(names: list[str]) -> tuple[dict[str, FloatArray], FloatArray, float, Any]:
         """Refit over the named column blocks; never above the input's point if it is there."""
         K = np.concatenate([columns[nm] for nm in names], axis=1)
-        sol = _solve_given(K, Y, loss, lam, fit_offset, tol, max_sweeps)
+        sol = solve_program(Program(K, Y, loss, lam, fit_offset), tol=tol, max_sweeps=max_sweeps)
         Z = _clean(np.asarray(sol.Z, dtype=float).reshape(K.shape[1], c))
         t = np.asarray(sol.t, dtype=float).reshape(c)
         if fit_offset and loss.smooth:

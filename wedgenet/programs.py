@@ -1,4 +1,4 @@
-"""The convex program over a dictionary, its dual bound, and the cvxpy reference.
+"""The convex program over a materialized dictionary: objective, dual point, dual bound.
 
 With dictionary ``K`` (n, m), targets ``Y`` (n, c), a loss ``L`` and ``lam > 0``:
 
@@ -17,15 +17,14 @@ exact (p = 1), it certifies global optimality of the neural network training pro
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss
+from wedgenet.validation import check_lam
 
 FloatArray = NDArray[np.float64]
 
@@ -75,6 +74,9 @@ class ProgramSolution:
     max_score : float
         ``max_j ||k_j^T V||`` over the scored columns.
     solve_time : float
+    iterations : int
+    solver : str
+    tried : tuple of str
     """
 
     Z: FloatArray
@@ -85,11 +87,87 @@ class ProgramSolution:
     max_score: float
     solve_time: float
     iterations: int = 0
+    #: The solver that produced this solution.
     solver: str = ""
+    #: Every solver that ran for it, in order (:func:`wedgenet.solvers.solve_program`).
+    tried: tuple[str, ...] = ()
 
     @property
     def gap(self) -> float:
         return relative_gap(self.primal, self.dual)
+
+
+@dataclass(frozen=True)
+class Program:
+    """The convex program over a materialized dictionary ``K`` (module docstring).
+
+    Parameters
+    ----------
+    K : ndarray of shape (n, m)
+        Dictionary columns (ReLU features of unit-norm neurons).
+    Y : ndarray of shape (n, c)
+        Encoded targets (:meth:`wedgenet.losses.Loss.encode`).
+    loss : Loss
+    lam : float
+        Regularization strength, ``> 0`` (validated here, once).
+    fit_offset : bool, default True
+        Free (unregularized) output bias ``t``.
+    """
+
+    K: FloatArray
+    Y: FloatArray
+    loss: Loss
+    lam: float
+    fit_offset: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lam", check_lam(self.lam))
+        K = np.asarray(self.K, dtype=float)
+        Y = np.asarray(self.Y, dtype=float)
+        if K.ndim != 2 or Y.ndim != 2 or K.shape[0] != Y.shape[0]:
+            raise WedgeNetError(f"columns {K.shape} and targets {Y.shape} do not match")
+        object.__setattr__(self, "K", K)
+        object.__setattr__(self, "Y", Y)
+
+    @property
+    def n_columns(self) -> int:
+        return int(self.K.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.Y.shape[1])
+
+    @property
+    def entries(self) -> int:
+        """``n * m * c``: the size that decides whether a slow solver can finish."""
+        return int(self.K.size * self.Y.shape[1])
+
+    def objective(self, Z: FloatArray, t: FloatArray) -> float:
+        return primal_value(self.loss, self.K @ Z + t, self.Y, Z, self.lam)
+
+    def finish(
+        self,
+        Z: FloatArray,
+        t: FloatArray,
+        start: float,
+        solver: str,
+        iterations: int = 0,
+        V: FloatArray | None = None,
+    ) -> ProgramSolution:
+        """:func:`finish` on this program."""
+        return finish(
+            self.loss, self.K, self.Y, Z, t, self.lam, self.fit_offset, start, solver,
+            iterations, V,
+        )
+
+    def zero_solution(self) -> ProgramSolution:
+        """``Z = 0`` with the best offset, bounded over the columns of ``K``."""
+        c = self.n_outputs
+        n = self.K.shape[0]
+        t = np.zeros(c)
+        if self.fit_offset and self.loss.smooth:
+            t = self.loss.optimal_offset(np.zeros((n, c)), self.Y, t)
+        return self.finish(np.zeros((self.n_columns, c)), t, time.perf_counter(), "zero", 1)
 
 
 def dual_point(
@@ -101,8 +179,8 @@ def dual_point(
         t = loss.optimal_offset(U0, Y, t)
     U = U0 + t
     V = -loss.grad(U, Y)
-    if fit_offset and loss.name == "squared":
-        V = V - V.mean(axis=0)
+    if fit_offset and loss.quadratic:
+        V = V - V.mean(axis=0)  # exact balance: the optimal offset centres the residual
     return t, U, V
 
 
@@ -126,7 +204,7 @@ def refine_on_support(
     """
     norms = group_norms(Z)
     support = np.flatnonzero(norms > 1e-7 * (norms.max() if norms.size else 0.0))
-    if support.size == 0 or support.size > max_support or not loss.smooth or loss.name == "hinge":
+    if support.size == 0 or support.size > max_support or not loss.smooth:
         return Z, t
     n, c = Y.shape
     f_in = primal_value(loss, K @ Z + t, Y, Z, lam)
@@ -157,17 +235,7 @@ def refine_on_support(
         nz = np.linalg.norm(Zs, axis=1)
         grad = (A.T @ G_U).copy()  # (q, c)
         grad[:s] += lam * Zs / nz[:, None]
-        # Hessian of the loss in U: per-sample c x c blocks.
-        if loss.name == "squared":
-            Hs = np.broadcast_to(np.eye(c), (n, c, c))
-        elif loss.name == "logistic":
-            from scipy.special import expit
-
-            sg = expit(U[:, 0])
-            Hs = (sg * (1 - sg))[:, None, None]
-        else:  # softmax
-            P = G_U + Y
-            Hs = np.einsum("ij,jk->ijk", P, np.eye(c)) - P[:, :, None] * P[:, None, :]
+        Hs = loss.hessian(U, Y)  # per-sample c x c blocks
         H = np.einsum("ia,ijk,ib->ajbk", A, Hs, A).reshape(q * c, q * c)
         for j in range(s):
             zj = Zs[j]
@@ -249,166 +317,3 @@ def finish(
         iterations=iterations,
         solver=solver,
     )
-
-
-#: High-accuracy CLARABEL settings: the default ones stop near 1e-8 and leave a visible gap in
-#: the certificate for logistic and softmax losses.
-CLARABEL_OPTS: dict[str, Any] = {
-    "tol_gap_abs": 1e-12,
-    "tol_gap_rel": 1e-12,
-    "tol_feas": 1e-12,
-    "tol_ktratio": 1e-10,
-    "max_iter": 500,
-}
-#: Looser CLARABEL settings, tried when the high-accuracy ones fail numerically (the
-#: solution is then sharpened by :func:`finish`, and its gap is reported either way).
-CLARABEL_LOOSE_OPTS: dict[str, Any] = {
-    "tol_gap_abs": 1e-8,
-    "tol_gap_rel": 1e-8,
-    "tol_feas": 1e-8,
-    "tol_ktratio": 1e-6,
-    "max_iter": 500,
-}
-
-
-def solve_cvxpy(
-    K: FloatArray,
-    Y: FloatArray,
-    loss: Loss,
-    lam: float,
-    *,
-    fit_offset: bool = True,
-    solver: str = "CLARABEL",
-    solver_opts: dict[str, Any] | None = None,
-) -> ProgramSolution:
-    """Reference solution of the convex program by cvxpy (one statement for every loss).
-
-    Parameters
-    ----------
-    K : ndarray of shape (n, m)
-    Y : ndarray of shape (n, c)
-        Encoded targets (see :meth:`wedgenet.losses.Loss.encode`).
-    loss : Loss
-    lam : float
-    fit_offset : bool, default True
-        Free (unregularized) output bias.
-    solver : str, default "CLARABEL"
-        Any cvxpy solver able to handle the loss's cone (CLARABEL handles all four).
-    solver_opts : dict, optional
-        Solver settings. For CLARABEL without them: the high-accuracy
-        :data:`CLARABEL_OPTS`; on a numerical failure the same with shorter interior-point
-        steps (``max_step_fraction=0.9``), then :data:`CLARABEL_LOOSE_OPTS` so, then the
-        solver's defaults (measured: the tight settings alone fail on the logistic program
-        over the full two-spirals dictionary at n = 60; shorter steps solve it to 6e-14).
-    """
-    import cvxpy as cp
-
-    if lam <= 0:
-        raise WedgeNetError(f"lam must be > 0, got {lam}")
-    start = time.perf_counter()
-    n, m = K.shape
-    c = Y.shape[1]
-    Zv = cp.Variable((m, c))
-    tv = cp.Variable((1, c)) if fit_offset else None
-    U = K @ Zv + (np.ones((n, 1)) @ tv if tv is not None else 0)
-    reg = cp.sum(cp.abs(Zv)) if c == 1 else cp.sum(cp.norm(Zv, 2, axis=1))
-    constraints: list[Any] = []
-    if loss.name == "hinge":
-        xi = cp.Variable((n, c))
-        margin = xi >= 1 - cp.multiply(Y, U)
-        constraints = [margin, xi >= 0]
-        data_term = cp.sum(xi)
-    else:
-        margin = None
-        data_term = loss.cvxpy(U, Y)
-    prob = cp.Problem(cp.Minimize(data_term + lam * reg), constraints)
-    attempts: list[dict[str, Any]] = [dict(solver_opts or {})]
-    if solver == "CLARABEL" and solver_opts is None:
-        attempts = [
-            dict(CLARABEL_OPTS),
-            {**CLARABEL_OPTS, "max_step_fraction": 0.9},
-            {**CLARABEL_LOOSE_OPTS, "max_step_fraction": 0.9},
-            {},
-        ]
-    failure = ""
-    for opts in attempts:
-        try:
-            with warnings.catch_warnings():
-                # "Solution may be inaccurate": judged by the duality gap we report instead.
-                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-                prob.solve(solver=solver, **opts)
-        except cp.error.SolverError as exc:
-            failure = f"cvxpy solver {solver} failed: {exc}"
-            continue
-        if Zv.value is None:
-            failure = f"cvxpy solver {solver} returned status {prob.status}"
-            continue
-        break
-    else:
-        raise WedgeNetError(failure)
-    Z = np.asarray(Zv.value, dtype=float)
-    t = np.asarray(tv.value, dtype=float).reshape(-1) if tv is not None else np.zeros(c)
-    V = None
-    if margin is not None and margin.dual_value is not None:
-        V = Y * np.clip(np.asarray(margin.dual_value, dtype=float), 0.0, 1.0)
-        if fit_offset:
-            # Project the dual point onto 1^T V = 0 without leaving theta in [0, 1]:
-            # shrink the larger class side.
-            V = balance_dual(V, Y)
-    return finish(loss, K, Y, Z, t, lam, fit_offset, start, f"cvxpy/{solver}", 0, V)
-
-
-def balance_dual(V: FloatArray, Y: FloatArray) -> FloatArray:
-    """Make ``1^T V = 0`` (free output bias) without leaving ``theta = V * Y`` in [0, 1]:
-    shrink the larger class side of each column."""
-    out = V.copy()
-    for col in range(V.shape[1]):
-        v = out[:, col]
-        pos, neg = v[v > 0].sum(), -v[v < 0].sum()
-        if pos > neg and pos > 0:
-            v[v > 0] *= neg / pos
-        elif neg > pos and neg > 0:
-            v[v < 0] *= pos / neg
-    return out
-
-
-def solve_hinge_lp(
-    K: FloatArray, Y: FloatArray, lam: float, *, fit_offset: bool = True
-) -> ProgramSolution:
-    """The hinge-loss program as a linear program, by HiGHS (``scipy.optimize.linprog``).
-
-    ``min sum_i xi_i + lam 1^T (z+ + z-)`` subject to ``xi_i >= 1 - y_i (k_i^T (z+ - z-) + t)``,
-    ``xi, z+, z- >= 0``: the simplex method returns an exact vertex solution, and the
-    multipliers of the margin constraints are the dual point ``theta in [0, 1]``
-    (``V = y theta``), as for :func:`solve_cvxpy`. Scalar output only.
-    """
-    import scipy.sparse as sp
-    from scipy.optimize import linprog
-
-    from wedgenet.losses import get_loss
-
-    start = time.perf_counter()
-    n, m = K.shape
-    if Y.shape != (n, 1):
-        raise WedgeNetError(f"solve_hinge_lp handles binary labels, got Y of shape {Y.shape}")
-    y = Y[:, 0]
-    yK = y[:, None] * K
-    # variables: [z+ (m), z- (m), xi (n), t (1, free)]
-    cost = np.concatenate([np.full(2 * m, lam), np.ones(n), [0.0]])
-    A = sp.hstack(
-        [sp.csr_matrix(-yK), sp.csr_matrix(yK), -sp.identity(n, format="csr"),
-         sp.csr_matrix(-y[:, None])],
-        format="csr",
-    )
-    bounds = [(0, None)] * (2 * m + n) + [(None, None) if fit_offset else (0, 0)]
-    res = linprog(cost, A_ub=A, b_ub=-np.ones(n), bounds=bounds, method="highs")
-    if res.status != 0 or res.x is None:
-        raise WedgeNetError(f"HiGHS failed on the hinge program: {res.message}")
-    x = res.x
-    Z = (x[:m] - x[m : 2 * m]).reshape(m, 1)
-    t = np.array([x[-1] if fit_offset else 0.0])
-    theta = np.clip(-np.asarray(res.ineqlin.marginals, dtype=float), 0.0, 1.0)
-    V = Y * theta[:, None]
-    if fit_offset:
-        V = balance_dual(V, Y)
-    return finish(get_loss("hinge"), K, Y, Z, t, lam, fit_offset, start, "highs", 1, V)

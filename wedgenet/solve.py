@@ -20,9 +20,10 @@ from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.pricing import DictionaryColumns, PricingResult, price
-from wedgenet.programs import ProgramSolution, dual_bound, group_norms, solve_cvxpy
+from wedgenet.programs import ProgramSolution, dual_bound, group_norms
 from wedgenet.search import HyperplaneSearch
-from wedgenet.validation import check_inputs, check_X
+from wedgenet.solvers.conic import solve_cvxpy
+from wedgenet.validation import DEFAULT_LAM, check_inputs, check_lam, check_X
 from wedgenet.workingset import solve_working_set
 
 FloatArray = NDArray[np.float64]
@@ -127,7 +128,7 @@ def solve(
     loss: str | Loss = "squared",
     p: int = 1,
     bias: bool = True,
-    lam: float = 0.01,
+    lam: float = DEFAULT_LAM,
     source: SourceName = "auto",
     n_columns: int | None = None,
     seed: int = 0,
@@ -215,9 +216,7 @@ def solve(
     -------
     SolveResult
     """
-    lam = float(lam)
-    if not np.isfinite(lam) or lam <= 0:
-        raise WedgeNetError(f"lam must be a positive number, got {lam}")
+    lam = check_lam(lam)
     if not (0 < tol < 1):
         raise WedgeNetError(f"tol must be in (0, 1), got {tol}")
     if solver not in ("auto", "cvxpy", "workingset"):
@@ -559,8 +558,8 @@ def _search_starts(
 
     sampled = dictionary.atoms()
     seeded = sampled.take(np.zeros(0, dtype=np.int64))
-    if seed_network and loss.name in ("squared", "logistic", "softmax"):
-        y = Y if loss.name == "squared" else _labels(Y, loss)
+    if seed_network and loss.smooth:
+        y = loss.decode(Y)
         net = train_nonconvex(
             X,
             y,
@@ -587,13 +586,6 @@ def _search_starts(
 
 def _union_atoms(a: Atoms, b: Atoms) -> Atoms:
     return Atoms.concatenate([a, b], a.subsets.shape[1], a.normals.shape[1] - 1)
-
-
-def _labels(Y: FloatArray, loss: Loss) -> NDArray[np.int64]:
-    """Integer labels from encoded classification targets (for the non-convex seed)."""
-    if Y.shape[1] == 1:
-        return (Y[:, 0] > 0).astype(np.int64)
-    return np.argmax(Y, axis=1).astype(np.int64)
 
 
 def _with_valid_bound(

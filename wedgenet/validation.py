@@ -16,6 +16,20 @@ from wedgenet.losses import Loss
 
 FloatArray = NDArray[np.float64]
 
+#: Default regularization strength of every entry point (library, estimators, CLI, service).
+DEFAULT_LAM = 0.01
+
+
+def check_lam(lam: Any) -> float:
+    """``lam`` as a positive finite float (the one place it is validated)."""
+    try:
+        value = float(lam)
+    except (TypeError, ValueError):
+        raise WedgeNetError(f"lam must be a positive number, got {lam!r}") from None
+    if isinstance(lam, bool) or not np.isfinite(value) or value <= 0:
+        raise WedgeNetError(f"lam must be a positive number, got {lam!r}")
+    return value
+
 
 def check_X(X: Any, name: str = "X", n_features: int | None = None) -> FloatArray:
     """A finite, non-empty, 2-D float array (with ``n_features`` columns if given)."""

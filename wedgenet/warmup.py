@@ -213,7 +213,28 @@ def warm_up(*, verbose: bool = False) -> float:
         wedgenet.polish(kw.pop("X"), kw.pop("y"), kw.pop("layers"), lam=0.05, **kw)
         if verbose:
             log.info("warm-up: %s %.2f s", label, time.perf_counter() - t)
+    t = time.perf_counter()
+    _restricted_solvers()
+    if verbose:
+        log.info("warm-up: every compiled restricted solver %.2f s", time.perf_counter() - t)
     return time.perf_counter() - start
+
+
+def _restricted_solvers() -> None:
+    """Each compiled restricted solver of the chain once, on tiny programs: the calls above
+    reach the fallbacks (coordinate descent) only when a faster solver misses its tolerance."""
+    from wedgenet.losses import get_loss
+    from wedgenet.programs import Program
+    from wedgenet.solvers import CHAIN, Budget, Clarabel, Fista
+
+    rng = np.random.default_rng(0)
+    K = np.maximum(rng.normal(size=(12, 6)), 0.0)
+    Y = rng.normal(size=(12, 2))
+    for program in (Program(K, Y[:, :1], get_loss("squared"), 0.05),
+                    Program(K, Y, get_loss("squared"), 0.05)):
+        for solver in CHAIN:
+            if solver.accepts(program) and not isinstance(solver, (Clarabel, Fista)):
+                solver.solve(program, Budget(tol=1e-8, max_sweeps=20))
 
 
 def main(argv: list[str] | None = None) -> int:

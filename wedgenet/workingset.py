@@ -2,11 +2,10 @@
 
 The full dictionary is never materialized. Each outer iteration
 
-1. solves the restricted program on the working set, warm-started (scalar output: squared
-   loss by the active-set method of :mod:`wedgenet.activeset`, logistic by proximal Newton
-   over it, hinge as a linear program by HiGHS; vector output, squared or softmax: proximal
-   Newton and Newton on the support, :mod:`wedgenet.groupsolve`; cvxpy/CLARABEL only where
-   these miss the requested accuracy),
+1. solves the restricted program on the working set, warm-started, by
+   :func:`wedgenet.solvers.solve_program` (the solver chain: active set, proximal Newton,
+   HiGHS, group proximal Newton; coordinate descent and CLARABEL only where these miss the
+   requested accuracy),
 2. forms the dual point ``V = -grad L`` at the restricted solution,
 3. *prices* every column of the dictionary chunk by chunk: ``||k_j^T V||_2``,
 4. scales ``V`` into the dual feasible set with the maximum score over **all** columns, which
@@ -26,21 +25,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from wedgenet.activeset import solve_single_output
-from wedgenet.cd import lasso_cd
 from wedgenet.dictionary import Atoms
 from wedgenet.exceptions import WedgeNetError
-from wedgenet.groupsolve import solve_vector_output
 from wedgenet.losses import Loss
 from wedgenet.pricing import ColumnSource, PricingResult, price
 from wedgenet.programs import (
+    Program,
     ProgramSolution,
     dual_bound,
     dual_point,
     primal_value,
     relative_gap,
-    solve_cvxpy,
 )
+from wedgenet.solvers import solve_program
+from wedgenet.validation import check_lam
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[float, str], None]
@@ -61,76 +59,6 @@ class WorkingSetResult:
     #: Why column generation stopped short of ``tol``: ``"max_time"`` (time limit),
     #: ``"max_outer"`` (iteration cap), or ``""`` (converged: gap <= tol).
     stopped: str = ""
-
-
-#: Below this relative gap the vector-output solver's results are kept whatever ``tol`` asks:
-#: CLARABEL (at ``programs.CLARABEL_OPTS``) stops at gaps of 1e-13 to 1e-11 at best, so the
-#: fallback could not do better (the working set asks for down to 1e-14 when a full scan
-#: finds no violator outside the working set).
-FALLBACK_GAP_FLOOR = 1e-11
-
-#: Under a time limit, restricted programs with more entries (n x columns x outputs) than this
-#: never go to the slow fallbacks (coordinate descent sweeps, CLARABEL).
-SLOW_FALLBACK_MAX_ENTRIES = 1_000_000
-
-
-def solve_restricted(
-    K: FloatArray,
-    Y: FloatArray,
-    loss: Loss,
-    lam: float,
-    fit_offset: bool,
-    Z0: FloatArray | None,
-    tol: float,
-    cd_sweeps: int = 300,
-    deadline: float | None = None,
-) -> ProgramSolution:
-    """The program on a materialized (small) dictionary.
-
-    Scalar output: the exact fast solvers of
-    :func:`wedgenet.activeset.solve_single_output` (squared: the primal active-set method,
-    exact on the nearly collinear and exactly dependent ReLU columns; logistic: proximal
-    Newton over it; hinge: a linear program by HiGHS), warm-started. Vector output (squared
-    loss with several targets, softmax): :func:`wedgenet.groupsolve.solve_vector_output`
-    (proximal Newton with block coordinate descent on its model, then Newton on the
-    support), warm-started. Squared loss that still misses ``tol``: block coordinate descent
-    (warm-started) with a sweep budget. ReLU columns are often nearly collinear, where CD
-    crawls (measured 10-40x slower than CLARABEL on the two-spirals dictionary), so whatever
-    still misses ``tol`` is solved by cvxpy/CLARABEL; of the fallback and the fast solution,
-    the one with the smaller gap is returned.
-
-    A vector-output result with a gap of at most :data:`FALLBACK_GAP_FLOOR` is kept even
-    when ``tol`` is smaller. ``deadline`` (a :func:`time.perf_counter` value): past it, the
-    fast solver's result is returned as it is (its gap is reported), without the slow
-    fallbacks; with a deadline the fallbacks are also skipped for programs of more than
-    ``SLOW_FALLBACK_MAX_ENTRIES`` entries ``n * m * c``, which they cannot finish in bounded
-    time.
-    """
-    fast = solve_single_output(K, Y, loss, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
-    floor = tol
-    if fast is None:
-        budget = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
-        fast = solve_vector_output(
-            K, Y, loss, lam, fit_offset=fit_offset, Z0=Z0, tol=tol, max_time=budget
-        )
-        floor = max(tol, FALLBACK_GAP_FLOOR)
-    if fast is not None:
-        if fast.gap <= floor or (deadline is not None and time.perf_counter() > deadline):
-            return fast
-        if deadline is not None and K.size * Y.shape[1] > SLOW_FALLBACK_MAX_ENTRIES:
-            # CLARABEL cannot be interrupted and takes minutes at this size (measured 228 s
-            # on digits: 1347 x 248 columns x 10 classes): under a time limit, keep the
-            # fast solution (its gap is what the result reports)
-            return fast
-        Z0 = fast.Z
-    if loss.name == "squared":
-        sol = lasso_cd(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol, max_sweeps=cd_sweeps)
-        if sol.gap <= tol:
-            return sol
-    ref = solve_cvxpy(K, Y, loss, lam, fit_offset=fit_offset)
-    if fast is not None and fast.gap < ref.gap:
-        return fast
-    return ref
 
 
 def solve_working_set(
@@ -201,8 +129,7 @@ def solve_working_set(
         def pricer(V: FloatArray, n_top: int, threshold: float) -> PricingResult:
             return price(source, V, n_top, threshold)
 
-    if lam <= 0:
-        raise WedgeNetError(f"lam must be > 0, got {lam}")
+    lam = check_lam(lam)
     n, c = Y.shape
     t0 = np.zeros(c)
     Zeros = np.zeros((n, c))
@@ -210,7 +137,7 @@ def solve_working_set(
     if fit_offset and loss.smooth:
         t0 = loss.optimal_offset(Zeros, Y, t0)
     V0 = -loss.grad(Zeros + t0, Y)
-    if fit_offset and loss.name == "squared":
+    if fit_offset and loss.quadratic:
         V0 = V0 - V0.mean(axis=0)
     scan = pricer(V0, max(initial_size, 1), 0.0)
     n_columns = scan.n_columns
@@ -259,12 +186,14 @@ def solve_working_set(
         Zw0 = None if Z is None else np.vstack([Z, np.zeros((len(W) - Z.shape[0], c))])
         inner_tol = max(inner_floor, min(1e-3, 0.01 * last_gap))
         deadline = None if max_time is None else start + max_time
-        inner = solve_restricted(K_W, Y, loss, lam, fit_offset, Zw0, inner_tol, deadline=deadline)
+        inner = solve_program(
+            Program(K_W, Y, loss, lam, fit_offset), tol=inner_tol, Z0=Zw0, deadline=deadline
+        )
         out_of_time = deadline is not None and time.perf_counter() > deadline
         Z = inner.Z
         t, U, V = dual_point(loss, K_W, Y, Z, inner.t, fit_offset)
-        if loss.name == "hinge":
-            V = inner.V
+        if not loss.smooth:
+            V = inner.V  # read off the solver's multipliers: a subgradient is no dual point
         primal = primal_value(loss, U, Y, Z, lam)
         n_support = int(np.count_nonzero(np.any(Z != 0, axis=1)))
         n_add = int(min(max_add, max(min_add, 2 * n_support)))

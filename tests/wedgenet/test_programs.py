@@ -7,7 +7,7 @@ import pytest
 
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import get_loss
-from wedgenet.programs import solve_cvxpy, solve_hinge_lp
+from wedgenet.solvers.conic import solve_cvxpy, solve_hinge_lp
 
 
 @pytest.mark.parametrize("fit_offset", [True, False])

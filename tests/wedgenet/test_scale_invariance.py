@@ -18,7 +18,7 @@ import pytest
 import wedgenet as wn
 from wedgenet.dictionary import WedgeDictionary
 from wedgenet.losses import get_loss
-from wedgenet.programs import solve_cvxpy
+from wedgenet.solvers.conic import solve_cvxpy
 
 # ----------------------------------------------------------------------------- brute force
 

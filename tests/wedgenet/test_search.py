@@ -8,8 +8,8 @@ import pytest
 import wedgenet as wn
 from wedgenet.dictionary import WedgeDictionary, features
 from wedgenet.losses import get_loss
-from wedgenet.programs import solve_cvxpy
 from wedgenet.search import HyperplaneSearch
+from wedgenet.solvers.conic import solve_cvxpy
 
 CASES = [(1, True, 3), (1, False, 3), (2, True, 3), (2, False, 4), (1, True, 5), (2, True, 2)]
 

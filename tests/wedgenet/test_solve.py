@@ -61,11 +61,11 @@ def test_fast_path_agrees_with_cvxpy_reference(loss, p, bias):
 def test_logistic_working_set_on_spirals_is_certified_without_fallback(monkeypatch):
     # Two spirals, n = 200: the restricted logistic programs are solved by proximal Newton;
     # warm starts there once threw the offset to ~1e290 (vanishing curvature).
-    import wedgenet.workingset as ws_mod
+    import wedgenet.solvers.conic as conic
 
     fallbacks = []
-    real = ws_mod.solve_cvxpy
-    monkeypatch.setattr(ws_mod, "solve_cvxpy", lambda *a, **k: fallbacks.append(1) or real(*a, **k))
+    real = conic.solve_cvxpy
+    monkeypatch.setattr(conic, "solve_cvxpy", lambda *a, **k: fallbacks.append(1) or real(*a, **k))
     t = np.linspace(0.5, 3 * np.pi, 100)
     a = np.c_[t * np.cos(t), t * np.sin(t)] / 5
     X, y = np.r_[a, -a], np.r_[np.ones(100), -np.ones(100)]

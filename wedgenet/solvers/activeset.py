@@ -37,10 +37,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from wedgenet.cd import _certificate
-from wedgenet.exceptions import WedgeNetError
-from wedgenet.losses import Loss
-from wedgenet.programs import ProgramSolution, solve_hinge_lp
+from wedgenet.programs import ProgramSolution
+from wedgenet.solvers.cd import _certificate
 
 FloatArray = NDArray[np.float64]
 
@@ -592,35 +590,3 @@ def logistic_prox_newton(
                      max(newton, 1))
     sol.solve_time = time.perf_counter() - start
     return sol
-
-
-def solve_single_output(
-    K: FloatArray,
-    Y: FloatArray,
-    loss: Loss,
-    lam: float,
-    *,
-    fit_offset: bool = True,
-    Z0: FloatArray | None = None,
-    tol: float = 1e-10,
-) -> ProgramSolution | None:
-    """The exact fast solver for a scalar-output program, or ``None`` where there is none.
-
-    Squared loss: :func:`lasso_active_set` (to rounding whatever ``tol`` asks: its last face
-    solves are cheap, and an exact solution gives pricing a dual point it can trust);
-    logistic: :func:`logistic_prox_newton`; hinge: the linear program
-    (:func:`wedgenet.programs.solve_hinge_lp`; ``None`` if HiGHS fails). The caller checks
-    the returned gap and falls back (coordinate descent, CLARABEL) where it misses ``tol``.
-    """
-    if Y.shape[1] != 1:
-        return None
-    if loss.name == "squared":
-        return lasso_active_set(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=min(tol, 1e-12))
-    if loss.name == "logistic":
-        return logistic_prox_newton(K, Y, lam, fit_offset=fit_offset, Z0=Z0, tol=tol)
-    if loss.name == "hinge":
-        try:
-            return solve_hinge_lp(K, Y, lam, fit_offset=fit_offset)
-        except WedgeNetError:
-            return None
-    return None

@@ -7,9 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from wedgenet.activeset import _delete, lasso_active_set, logistic_prox_newton, weighted_lasso
 from wedgenet.losses import get_loss
-from wedgenet.programs import solve_cvxpy
+from wedgenet.solvers.activeset import (
+    _delete,
+    lasso_active_set,
+    logistic_prox_newton,
+    weighted_lasso,
+)
+from wedgenet.solvers.conic import solve_cvxpy
 
 
 def _objective(K: np.ndarray, y: np.ndarray, z: np.ndarray, t: float, lam: float) -> float:

@@ -66,9 +66,6 @@ from wedgenet.programs import (
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-#: Losses with a fast vector-output solver here.
-GROUP_LOSSES = ("squared", "softmax")
-
 
 def zero_sum_basis(c: int) -> FloatArray:
     """Orthonormal basis, shape (c, c - 1), of the vectors of length ``c`` with zero sum."""
@@ -284,7 +281,7 @@ class _Reduced:
         self.lam = float(lam)
         self.fit_offset = fit_offset
         n, c = Y.shape
-        self.squared = loss.name == "squared"
+        self.squared = loss.quadratic
         if self.squared:
             self.Q = np.eye(c)
             if fit_offset:
@@ -811,15 +808,18 @@ def group_prox_newton(
         gap met. A run that stops early simply reports its (larger) gap, for the caller to
         decide; ``iterations`` counts the outer iterations of all stages.
     """
-    if loss.name not in GROUP_LOSSES:
-        raise ValueError(f"group_prox_newton handles {GROUP_LOSSES}, not {loss.name!r}")
+    if not (loss.quadratic or loss.shift_invariant):
+        raise ValueError(
+            f"group_prox_newton handles quadratic and shift-invariant (softmax) losses, "
+            f"not {loss.name!r}"
+        )
     start = time.perf_counter()
     K = np.asarray(K, dtype=float)
     Y = np.asarray(Y, dtype=float)
     n, m = K.shape
     c = Y.shape[1]
-    if loss.name == "softmax" and c < 2:
-        raise ValueError("softmax needs at least 2 classes")
+    if loss.shift_invariant and c < 2:
+        raise ValueError(f"the {loss.name} loss needs at least 2 outputs")
     R = _Reduced(K, Y, loss, lam, fit_offset)
     Zr = np.zeros((m, R.cr)) if Z0 is None else np.asarray(Z0, dtype=float).reshape(m, c) @ R.Q
     tr = np.zeros(R.cr) if t0 is None else np.asarray(t0, dtype=float).reshape(c) @ R.Q
@@ -936,28 +936,3 @@ def _solve_loop(
             break
     assert best is not None
     return Zr, tr, best, n_iter
-
-
-def solve_vector_output(
-    K: FloatArray,
-    Y: FloatArray,
-    loss: Loss,
-    lam: float,
-    *,
-    fit_offset: bool = True,
-    Z0: FloatArray | None = None,
-    tol: float = 1e-10,
-    max_time: float | None = None,
-) -> ProgramSolution | None:
-    """The fast solver for a vector-output program, or ``None`` where there is none.
-
-    Squared loss with ``c > 1`` targets and softmax (any number of classes, as its ``Y`` is
-    one-hot) go to :func:`group_prox_newton`; other losses and scalar squared output return
-    ``None`` (see :func:`wedgenet.activeset.solve_single_output`).
-    """
-    c = Y.shape[1]
-    if loss.name == "softmax" or (loss.name == "squared" and c > 1):
-        return group_prox_newton(
-            K, Y, loss, lam, fit_offset=fit_offset, Z0=Z0, tol=tol, max_time=max_time
-        )
-    return None

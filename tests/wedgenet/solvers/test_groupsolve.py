@@ -10,17 +10,18 @@ import pytest
 
 import wedgenet as wn
 from wedgenet.dictionary import WedgeDictionary
-from wedgenet.groupsolve import (
+from wedgenet.losses import get_loss
+from wedgenet.pricing import DictionaryColumns, MaterializedColumns
+from wedgenet.programs import Program, relative_gap
+from wedgenet.solvers import GroupProxNewton, solve_program
+from wedgenet.solvers.conic import solve_cvxpy
+from wedgenet.solvers.groupsolve import (
     _model_cd,
     _secular_radius,
     group_prox_newton,
-    solve_vector_output,
     zero_sum_basis,
 )
-from wedgenet.losses import get_loss
-from wedgenet.pricing import DictionaryColumns, MaterializedColumns
-from wedgenet.programs import relative_gap, solve_cvxpy
-from wedgenet.workingset import solve_restricted, solve_working_set
+from wedgenet.workingset import solve_working_set
 
 
 def relu_dictionary(n: int, m: int, d: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -212,12 +213,15 @@ def test_restricted_dispatch_uses_the_fast_solver_for_vector_outputs() -> None:
     X, K = relu_dictionary(40, 100, seed=2)
     for loss_name, c in (("softmax", 3), ("squared", 2)):
         Y = targets(loss_name, X, c)
-        sol = solve_restricted(K, Y, get_loss(loss_name), 0.05, True, None, 1e-10)
+        program = Program(K, Y, get_loss(loss_name), 0.05, True)
+        sol = solve_program(program, tol=1e-10)
         assert sol.solver == "group-prox-newton" and sol.gap <= 1e-10
+        assert sol.tried == ("group-prox-newton",)
         # below what CLARABEL reaches, the fast result is kept (no fallback)
-        tight = solve_restricted(K, Y, get_loss(loss_name), 0.05, True, sol.Z, 1e-15)
+        tight = solve_program(program, tol=1e-15, Z0=sol.Z)
         assert tight.solver == "group-prox-newton" and tight.gap <= 1e-11
-    assert solve_vector_output(K, Y[:, :1], get_loss("squared"), 0.05) is None
+        assert tight.tried == ("group-prox-newton",)
+    assert not GroupProxNewton().accepts(Program(K, Y[:, :1], get_loss("squared"), 0.05))
 
 
 def blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
