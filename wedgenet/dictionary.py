@@ -596,13 +596,30 @@ class WedgeDictionary:
         if dedupe and idx.size:
             canon = self._canonical(subsets[idx], H)
             idx, H = idx[canon], H[canon]
-        normals = self._to_original(H)
+        normals = self.to_original(H)
         wnorm = np.linalg.norm(normals[:, :d], ord=self.p, axis=1)
         good = (wnorm > 0) & np.isfinite(wnorm)
         out = idx[good], normals[good] / wnorm[good, None]
         return (*out, n_undecided) if return_undecided else out
 
-    def _to_original(self, H: FloatArray) -> FloatArray:
+    def to_working(self, normals: FloatArray) -> FloatArray:
+        """Map original neurons ``(w, b)`` (B, d + 1) to working-coordinate normals (B, D).
+
+        The working normal has the same values on the data as the neuron: ``g_i . h =
+        w . x_i + b`` for every sample (components of ``w`` outside the span of a ``p = 2``
+        rank reduction do not act on the data and are dropped). ``b`` is ignored without
+        bias.
+        """
+        normals = np.asarray(normals, dtype=float).reshape(-1, self.n_features + 1)
+        w, b = normals[:, :-1], normals[:, -1]
+        u = w * self.scale_  # w . x = (w * scale) . z + w . center
+        if self.basis_ is not None:
+            u = u @ self.basis_
+        if not self.bias:
+            return np.ascontiguousarray(u)
+        return np.ascontiguousarray(np.concatenate([u, (b + w @ self.center_)[:, None]], axis=1))
+
+    def to_original(self, H: FloatArray) -> FloatArray:
         """Map working-coordinate normals (B, D) to original ``(w, b)`` (B, d + 1)."""
         d = self.n_features
         r = self.dim_ - 1 if self.bias else self.dim_

@@ -43,6 +43,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -301,6 +305,60 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     every call, about 3 ms each, which dominated dictionary building at d = 64).
     """
     return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def n_workers(n_items: int, min_per_worker: int = 16) -> int:
+    """Threads for ``n_items`` independent items: the CPUs this process may use (at most 16),
+    with at least ``min_per_worker`` items each."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return int(max(1, min(cpus, 16, n_items // max(min_per_worker, 1))))
+
+
+def parallel_blocks(
+    fn: Callable[[int, int], Any], n: int, block: int, workers: int | None = None
+) -> list[Any]:
+    """``[fn(start, stop) for blocks of size block]`` on a thread pool (numpy drops the GIL).
+
+    Callers limit BLAS to one thread (:func:`one_blas_thread`) around batched small LAPACK
+    calls: the pool parallelizes, OpenBLAS's own threads would only compete.
+    """
+    ranges = [(s, min(n, s + block)) for s in range(0, n, max(block, 1))]
+    if not ranges:
+        return []
+    w = n_workers(len(ranges), 1) if workers is None else workers
+    if w <= 1 or len(ranges) == 1:
+        return [fn(a, b) for a, b in ranges]
+    with ThreadPoolExecutor(max_workers=w) as ex:
+        return list(ex.map(lambda ab: fn(*ab), ranges))
+
+
+def null_vectors(Gs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Batched cross products with independence ratios, for generator sets ``(B, k, D)``.
+
+    Householder QR of each ``G^T`` (``k = D - 1``): the last column of ``Q`` spans the null
+    space (the cross product up to scale and sign); the ratio ``|R_ii| / ||g_i||`` is the
+    part of ``g_i`` independent of ``g_1..g_{i-1}``, so a small ratio names the generator
+    that made the set dependent. Runs on all cores with one BLAS thread each.
+    """
+    B, k, D = Gs.shape
+    if k == 0:
+        return np.ones((B, D)), np.ones((B, 0))
+
+    def run(a: int, b: int) -> tuple[FloatArray, FloatArray]:
+        M = Gs[a:b].transpose(0, 2, 1)  # (b, D, k)
+        Q, R = np.linalg.qr(M, mode="complete")
+        diag = np.abs(np.diagonal(R[:, :k, :k], axis1=1, axis2=2))
+        norms = np.linalg.norm(Gs[a:b], axis=2)
+        ratio = np.where(norms > 0, diag / np.where(norms > 0, norms, 1.0), 0.0)
+        return np.ascontiguousarray(Q[:, :, -1]), ratio
+
+    with one_blas_thread():
+        w = n_workers(B, 8)
+        parts = parallel_blocks(run, B, -(-B // w), workers=w)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _few_threads(entries: int) -> contextlib.AbstractContextManager[object]:

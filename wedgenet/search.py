@@ -271,7 +271,7 @@ class HyperplaneSearch:
         self.k = D.subset_size_
         dim = D.dim_
         # Linear map from working homogeneous coordinates to original (w, b).
-        self.T = D._to_original(np.eye(dim))  # (dim, d + 1)
+        self.T = D.to_original(np.eye(dim))  # (dim, d + 1)
         self.Tw = np.ascontiguousarray(self.T[:, : D.n_features])
         if D.p == 1:
             # The pencil scan takes the zero of weight row q as the angle where direction
