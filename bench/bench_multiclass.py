@@ -9,9 +9,9 @@ Three parts, each printed as a table (objective, relative gap, seconds, time rat
 3. One restricted softmax program of digits size: ``sklearn.datasets.load_digits``
    standardized, n = 1300 (seeded subset), 10 classes, ``K = relu(X W + b)`` for 500 random
    hyperplanes (unit normals, offsets N(0, 0.25)); lam = 5 and 1;
-   :func:`wedgenet.groupsolve.group_prox_newton` cold and warm-started (from the optimum
+   :func:`wedgenet.solvers.groupsolve.group_prox_newton` cold and warm-started (from the optimum
    over the first 80% of the columns, as column generation warm-starts) against
-   :func:`wedgenet.programs.solve_cvxpy` (CLARABEL); then the same with 2000 hyperplanes,
+   :func:`wedgenet.solvers.conic.solve_cvxpy` (CLARABEL); then the same with 2000 hyperplanes,
    without CLARABEL.
 
     python bench/bench_multiclass.py [--quick]

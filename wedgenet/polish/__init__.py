@@ -34,12 +34,11 @@ Two-layer networks (:func:`polish`)
    with ``K`` the **union** of the original (unit-normalized) and the polished neurons
    (``refit="union"``, default), only the polished ones (``refit="polished"``: every
    neuron is then a closed form; the price in objective is reported) or only the original
-   ones (``refit="original"``: no polishing, a baseline). Scalar output: the exact fast
-   solvers of :func:`wedgenet.activeset.solve_single_output` (squared: active set; logistic:
-   proximal Newton; hinge: a linear program). Squared loss with vector output, or where the
-   active-set method misses the tolerance: coordinate descent (:func:`wedgenet.cd.lasso_cd`)
-   and Newton on the support; other losses: cvxpy (CLARABEL), with column generation over
-   the union when it is large. The relative duality gap of the refit is reported.
+   ones (``refit="original"``: no polishing, a baseline). The program is
+   solved by the engine's restricted-solver chain
+   (:func:`wedgenet.solvers.solve_program`: active set, proximal Newton, HiGHS, group
+   proximal Newton; coordinate descent and CLARABEL only where these miss the tolerance).
+   The relative duality gap of the refit is reported.
 3. **Rebalance** (Sec. 9.12): column ``j`` with coefficient row ``Z_j`` becomes the neuron
    ``sqrt(||Z_j||) (w_j, b_j)`` with output weights ``Z_j / sqrt(||Z_j||)``, so the network's
    ``P`` equals the program's objective.
