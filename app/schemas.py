@@ -8,10 +8,11 @@ squared loss ``L = 0.5 * sum_i (f(x_i) - y_i)^2`` (summed, not averaged).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 T = TypeVar("T")
 
@@ -288,6 +289,198 @@ class DistributedScan(BaseModel):
     parts_by_worker: dict[str, int] = Field(
         default_factory=dict, description="parts priced by each worker over all scans")
     rounds: int = Field(description="full scans done")
+
+
+# ------------------------------------------------------------------------- stored job results
+# What a worker stores for a finished job (``JobResult``: the ``networks`` row, its neurons and
+# ``networks.summary``) and what the routes read back, one typed schema instead of dicts read
+# by string keys. Defaults are the ones readers assume; unknown keys are kept
+# (``extra="allow"``) and :meth:`StoredJSON.stored` writes only the keys that were given, so
+# the JSON columns keep their shape and rows written by earlier versions read unchanged.
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool) and not math.isfinite(
+            value):
+        return None
+    return value
+
+
+def _residual(value: Any) -> Any:
+    value = _finite_or_none(value)
+    return 0.0 if value is None else value
+
+
+#: a float that is stored as null when it is missing, NaN or infinite
+FiniteOrNone = Annotated[float | None, BeforeValidator(_finite_or_none)]
+
+
+class StoredJSON(BaseModel):
+    """Base of the stored JSON documents: unknown keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON to store: the keys that were given (and unknown ones), nothing added."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class NeuronExtra(StoredJSON):
+    """``neurons.extra``: what the engine says about a neuron beyond its closed form."""
+
+    kind: Literal["polished", "original"] | None = Field(
+        default=None, description="polish results: a polished or an original neuron")
+    source: int | None = Field(
+        default=None, description="polish results: the input network's neuron it comes from")
+    angle_deg: float | None = None
+
+
+class ResultNeuron(StoredJSON):
+    """One hidden neuron of a result, as the engine describes it
+    (``TwoLayerNetwork.to_dict()["neurons"]``); keys beyond these go to ``neurons.extra``."""
+
+    weight: list[float]
+    bias: float
+    output_weight: list[float]
+    index_set: IndexSetOut | None = None
+    formula: str = ""
+    residual: Annotated[float, BeforeValidator(_residual)] = 0.0
+
+    def extra_record(self) -> NeuronExtra:
+        """The keys beyond the closed form (stored as ``neurons.extra``)."""
+        return NeuronExtra.model_validate(self.model_extra or {})
+
+
+class StoredLayer(BaseModel):
+    """``networks.layers`` item of a network that is not two-layer (deep polished MLPs)."""
+
+    W: list[list[float]] = Field(description="weights, shape (d_in, d_out)")
+    b: list[float]
+
+
+class WarmStartRecord(StoredJSON):
+    """``summary.warm_start`` of solve jobs with a warm start."""
+
+    kind: Literal["polish", "sample"]
+    n_index_sets: int = 0
+    time: float | None = None
+    error: str | None = None
+
+
+class ArrangementBoundRecord(StoredJSON):
+    """``wedgenet.ArrangementBound.to_dict()``."""
+
+    value: FiniteOrNone = None
+    lower_bound: FiniteOrNone = None
+    n_patterns: int | None = None
+
+
+class L2BoundRecord(StoredJSON):
+    """``summary.l2_bound`` of p=2 solve jobs: ``wedgenet.L2GapReport.to_dict()`` with
+    ``mode`` and ``note``, or a ``"skipped"`` record saying why."""
+
+    label: str = ""
+    certified: bool = False
+    mode: Literal["exact", "sampled"] | None = None
+    wedge_value: FiniteOrNone = None
+    relative_gap: FiniteOrNone = None
+    estimated_gap: FiniteOrNone = None
+    bound: ArrangementBoundRecord | None = None
+    note: str | None = None
+
+    def out(self) -> L2Bound:
+        bound = self.bound or ArrangementBoundRecord()
+        return L2Bound(label=self.label, certified=self.certified, mode=self.mode,
+                       wedge_value=self.wedge_value, lower_bound=bound.lower_bound,
+                       value=bound.value, relative_gap=self.relative_gap,
+                       estimated_gap=self.estimated_gap, n_patterns=bound.n_patterns,
+                       note=self.note)
+
+
+class PolishExtra(StoredJSON):
+    """``wedgenet.PolishResult.extra`` (candidates, program objectives, ...)."""
+
+    n_layers: int = 2
+
+
+class PolishNeuronRecord(PolishNeuronReport):
+    """One item of ``summary.neurons`` of a polish job (``NeuronReport.to_dict()``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ResultSummary(StoredJSON):
+    """``networks.summary``: the engine's description of the result without the network
+    (solve: ``SolveResult.to_dict()``; polish: ``PolishResult.to_dict()``, the polish report)
+    and what the service adds (warm start, distributed scan, l2 bound)."""
+
+    # solve jobs (wedgenet.SolveResult)
+    scanned: str | None = None
+    n_columns: int | None = None
+    solver: str | None = None
+    solve_time: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    gap_estimate: FiniteOrNone = None
+    certificate_note: str | None = None
+    # polish jobs (wedgenet.PolishResult)
+    objective_before: float | None = None
+    objective_rebalanced: FiniteOrNone = None
+    objective_after: float | None = None
+    price: float = 0.0
+    refit: Literal["union", "polished", "original"] = "union"
+    selected: str = ""
+    refit_gap: FiniteOrNone = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    neurons: list[PolishNeuronRecord] = Field(default_factory=list)
+    extra: PolishExtra = Field(default_factory=PolishExtra)
+    # added by the service
+    warm_start: WarmStartRecord | None = None
+    l2_bound: L2BoundRecord | None = None
+    scan_parts: int | None = None
+    scan_workers: int = 0
+    scan_worker_ids: list[str] = Field(default_factory=list)
+    scan_rounds: int = 0
+    scan_parts_by_worker: dict[str, int] = Field(default_factory=dict)
+
+    def polish_report(self) -> PolishReport | None:
+        """The polish report (``None`` when this is not a polish summary)."""
+        if self.objective_after is None or self.objective_before is None:
+            return None
+        return PolishReport(
+            objective_before=self.objective_before,
+            objective_rebalanced=self.objective_rebalanced,
+            objective_after=self.objective_after, price=self.price, refit=self.refit,
+            selected=self.selected, refit_gap=self.refit_gap, n_layers=self.extra.n_layers,
+            metrics=self.metrics,
+            neurons=[PolishNeuronReport.model_validate(r.model_dump()) for r in self.neurons],
+        )
+
+    def distributed_scan(self) -> DistributedScan | None:
+        """How the full scans were split (``None`` unless ``scan_parts > 1``)."""
+        if not self.scan_parts or self.scan_parts <= 1:
+            return None
+        return DistributedScan(parts=self.scan_parts, workers=self.scan_workers,
+                               worker_ids=self.scan_worker_ids,
+                               parts_by_worker=self.scan_parts_by_worker,
+                               rounds=self.scan_rounds)
+
+
+class JobResult(BaseModel):
+    """What a finished job stores: written by the worker (``worker/tasks.py``) into the
+    ``networks`` row, its ``neurons`` and ``neuron_samples``; read back by ``GET /networks``."""
+
+    kind: JobKind = "solve"
+    n_features: int
+    n_outputs: int
+    output_bias: list[float]
+    primal_objective: FiniteOrNone = None
+    dual_objective: FiniteOrNone = None
+    relative_gap: FiniteOrNone = None
+    certified: bool = False
+    summary: ResultSummary = Field(default_factory=ResultSummary)
+    neurons: list[ResultNeuron] = Field(default_factory=list)
+    #: the layers of a network that is not two-layer; ``None`` when the neurons define it
+    layers: list[StoredLayer] | None = None
 
 
 class NetworkOut(BaseModel):

@@ -27,13 +27,14 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 import wedgenet  # imported before the pool forks, so a first job pays no import cost
+from app.broker import PRICE_PART_TASK, RUN_JOB_TASK
 from app.core.config import Settings, get_settings
 from app.db import session_scope
 from app.models import Dataset, Job, Network, Neuron, NeuronSample, WeightSet, utcnow
+from app.schemas import JobResult, L2BoundRecord, WarmStartRecord
 from app.storage import get_array
 from worker.celery_app import celery_app
 from worker.scan import (
-    PRICE_PART_TASK,
     DistributedPricer,
     ScanAborted,
     delete_job_rounds,
@@ -101,12 +102,9 @@ def _finish(job_id: str, token: str, settings: Settings, **values: Any) -> None:
                   .values(finished_at=utcnow(), worker_id=None, **values))
 
 
-def _store_network(job_id: str, token: str, record: dict[str, Any], settings: Settings) -> bool:
-    """Write network, neurons and index-set membership and mark the job succeeded, atomically.
-
-    ``record``: ``kind``, ``n_features``, ``n_outputs``, ``output_bias``, ``primal_objective``,
-    ``dual_objective``, ``relative_gap``, ``certified``, ``summary``, ``neurons`` (the
-    engine's neuron dicts), optionally ``layers`` (deep networks)."""
+def _store_network(job_id: str, token: str, record: JobResult, settings: Settings) -> bool:
+    """Write network, neurons and index-set membership and mark the job succeeded, atomically
+    (only while this attempt owns the job; a job never gets two networks)."""
     with session_scope(settings.database_url) as s:
         q = select(Job).where(Job.id == job_id)
         if s.get_bind().dialect.name == "postgresql":
@@ -118,37 +116,30 @@ def _store_network(job_id: str, token: str, record: dict[str, Any], settings: Se
             job.state, job.finished_at, job.worker_id = "succeeded", utcnow(), None
             return True
         network = Network(
-            owner=job.owner, job_id=job_id, dataset_id=job.dataset_id,
-            kind=str(record.get("kind", "solve")),
-            n_features=int(record["n_features"]), n_outputs=int(record["n_outputs"]),
-            n_neurons=len(record["neurons"]),
-            output_bias=[float(v) for v in record["output_bias"]],
-            primal_objective=_f(record.get("primal_objective")),
-            dual_objective=_f(record.get("dual_objective")),
-            relative_gap=_f(record.get("relative_gap")),
-            certified=bool(record.get("certified", False)),
-            summary=_jsonable(record["summary"]),
-            layers=_jsonable(record["layers"]) if record.get("layers") else None,
+            owner=job.owner, job_id=job_id, dataset_id=job.dataset_id, kind=record.kind,
+            n_features=record.n_features, n_outputs=record.n_outputs,
+            n_neurons=len(record.neurons), output_bias=record.output_bias,
+            primal_objective=record.primal_objective, dual_objective=record.dual_objective,
+            relative_gap=record.relative_gap, certified=record.certified,
+            summary=record.summary.stored(),
+            layers=([ly.model_dump(mode="json") for ly in record.layers]
+                    if record.layers else None),
         )
         s.add(network)
         s.flush()
-        keys = {"weight", "bias", "output_weight", "index_set", "formula", "residual"}
-        neurons = []
-        for pos, nd in enumerate(record["neurons"]):
-            neurons.append(Neuron(
-                network_id=network.id, position=pos,
-                weight=[float(v) for v in nd["weight"]], bias=float(nd["bias"]),
-                output_weight=[float(v) for v in nd["output_weight"]],
-                index_set=nd.get("index_set"), formula=str(nd.get("formula", "")),
-                residual=_f(nd.get("residual")) or 0.0,
-                extra=_jsonable({k: v for k, v in nd.items() if k not in keys}),
-            ))
+        neurons = [
+            Neuron(network_id=network.id, position=pos, weight=nd.weight, bias=nd.bias,
+                   output_weight=nd.output_weight,
+                   index_set=nd.index_set.model_dump() if nd.index_set else None,
+                   formula=nd.formula, residual=nd.residual, extra=nd.extra_record().stored())
+            for pos, nd in enumerate(record.neurons)
+        ]
         s.add_all(neurons)
         s.flush()
         rows = [
             {"neuron_id": nr.id, "sample_index": int(i)}
-            for nr in neurons if nr.index_set
-            for i in sorted(set(nr.index_set.get("samples", [])))
+            for nr, nd in zip(neurons, record.neurons, strict=True) if nd.index_set
+            for i in sorted(set(nd.index_set.samples))
         ]
         if rows:
             s.execute(insert(NeuronSample), rows)
@@ -158,50 +149,50 @@ def _store_network(job_id: str, token: str, record: dict[str, Any], settings: Se
     return True
 
 
-def _store_result(job_id: str, token: str, result: Any, settings: Settings,
-                  summary_extra: dict[str, Any] | None = None) -> bool:
-    """Store a solve result (``wedgenet.SolveResult``); see :func:`_store_network`."""
-    rdict = result.to_dict()
-    ndict = rdict["network"]
-    summary = {k: v for k, v in rdict.items() if k != "network"}
-    summary.update(summary_extra or {})
-    return _store_network(job_id, token, {
+def solve_record(result: Any, summary_extra: dict[str, Any] | None = None) -> JobResult:
+    """The :class:`JobResult` of a ``wedgenet.SolveResult``: the network's neurons and the
+    result's description (without the network) as the summary, plus ``summary_extra``."""
+    rdict = _jsonable(result.to_dict())
+    ndict = rdict.pop("network")
+    return JobResult.model_validate({
         "kind": "solve", "n_features": ndict["n_features"], "n_outputs": ndict["n_outputs"],
-        "output_bias": ndict["output_bias"], "primal_objective": rdict.get("primal_objective"),
-        "dual_objective": rdict.get("dual_objective"), "relative_gap": rdict.get("relative_gap"),
-        "certified": rdict.get("certified", False), "summary": summary,
+        "output_bias": ndict["output_bias"], "primal_objective": rdict["primal_objective"],
+        "dual_objective": rdict["dual_objective"], "relative_gap": rdict["relative_gap"],
+        "certified": rdict["certified"],
+        "summary": {**rdict, **_jsonable(summary_extra or {})},
         "neurons": ndict["neurons"],
-    }, settings)
+    })
 
 
-def _store_polish(job_id: str, token: str, result: Any, settings: Settings) -> bool:
-    """Store a ``wedgenet.PolishResult``: a two-layer result as neurons (polished ones with
-    their index sets, original ones with ``index_set=None``); a deep one as its layers. The
-    polish report (objectives, metrics, per-neuron report) is the summary."""
-    rdict = result.to_dict()
+def polish_record(result: Any) -> JobResult:
+    """The :class:`JobResult` of a ``wedgenet.PolishResult``: a two-layer result as neurons
+    (polished ones with their index sets, original ones with ``index_set=None``); a deep one as
+    its layers. The polish report (objectives, metrics, per-neuron report) is the summary."""
+    rdict = _jsonable(result.to_dict())
     summary = {k: v for k, v in rdict.items() if k not in ("network", "layers")}
     W_last, b_last = result.layers[-1]
     record: dict[str, Any] = {
         "kind": "polish", "n_features": int(result.layers[0][0].shape[0]),
-        "n_outputs": int(W_last.shape[1]), "output_bias": [float(v) for v in b_last],
-        "primal_objective": result.objective_after, "dual_objective": None,
-        "relative_gap": None, "certified": False, "summary": summary, "neurons": [],
+        "n_outputs": int(W_last.shape[1]), "output_bias": _jsonable(b_last),
+        "primal_objective": rdict["objective_after"], "summary": summary,
     }
     if result.network is not None:
-        ndict = result.network.to_dict()
-        record["neurons"] = ndict["neurons"]
-        record["output_bias"] = ndict["output_bias"]
+        record["neurons"] = rdict["network"]["neurons"]
+        record["output_bias"] = rdict["network"]["output_bias"]
     else:
-        record["layers"] = [{"W": np.asarray(W).tolist(), "b": np.asarray(b).tolist()}
-                            for W, b in result.layers]
-    return _store_network(job_id, token, record, settings)
+        record["layers"] = rdict["layers"]
+    return JobResult.model_validate(record)
 
 
-def _f(v: Any) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return v if np.isfinite(v) else None
+def _store_result(job_id: str, token: str, result: Any, settings: Settings,
+                  summary_extra: dict[str, Any] | None = None) -> bool:
+    """Store a solve result (``wedgenet.SolveResult``); see :func:`_store_network`."""
+    return _store_network(job_id, token, solve_record(result, summary_extra), settings)
+
+
+def _store_polish(job_id: str, token: str, result: Any, settings: Settings) -> bool:
+    """Store a ``wedgenet.PolishResult``; see :func:`_store_network`."""
+    return _store_network(job_id, token, polish_record(result), settings)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -354,12 +345,12 @@ def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[s
             else:
                 progress(0.0, "warm start: sampling hyperplanes")
                 initial = wedgenet.sample_index_sets(X, 256, p=p_, bias=bias_, seed=seed_)
-            extra["warm_start"] = {"kind": warm, "n_index_sets": len(initial),
-                                   "time": time.perf_counter() - t0}
+            extra["warm_start"] = WarmStartRecord(
+                kind=warm, n_index_sets=len(initial), time=time.perf_counter() - t0).stored()
         except Exception as exc:  # only a warm start: solve without it
             log.warning("warm start of job %s failed: %s", job_id, exc)
-            extra["warm_start"] = {"kind": warm, "n_index_sets": 0,
-                                   "error": f"{type(exc).__name__}: {exc}"[:500]}
+            extra["warm_start"] = WarmStartRecord(
+                kind=warm, n_index_sets=0, error=f"{type(exc).__name__}: {exc}"[:500]).stored()
     pricer = None
     if int(params.get("scan_parts", 1)) > 1:
         pricer = DistributedPricer(job_id, token, X, engine, int(params["scan_parts"]),
@@ -370,19 +361,23 @@ def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[s
         extra.update(pricer.summary())
     if want_l2:
         progress(0.9, "l2 bound: hyperplane-arrangement program")
-        extra["l2_bound"] = l2_bound(X, y, result, engine, settings)
+        extra["l2_bound"] = l2_bound(X, y, result, engine, settings).stored()
     return result, extra
 
 
 def l2_bound(X: np.ndarray, y: np.ndarray, result: Any, params: dict[str, Any],
-             settings: Settings) -> dict[str, Any]:
+             settings: Settings) -> L2BoundRecord:
     """``wedgenet.l2_gap_report`` of a p=2 result: exact (a certified lower bound) when the
     arrangement has at most ``l2_bound_max_patterns`` patterns, else sampled (an estimate);
     a ``"skipped"`` record saying why when neither applies."""
     loss = params.get("loss", "squared")
 
-    def skipped(note: str) -> dict[str, Any]:
-        return {"label": "skipped", "certified": False, "mode": None, "note": note}
+    def skipped(note: str) -> L2BoundRecord:
+        return L2BoundRecord(label="skipped", certified=False, mode=None, note=note)
+
+    def report(rep: Any, mode: str, note: str | None) -> L2BoundRecord:
+        return L2BoundRecord.model_validate({**_jsonable(rep.to_dict()), "mode": mode,
+                                             "note": note})
 
     if loss not in ("squared", "logistic"):
         return skipped(f"no l2 bound for loss={loss!r} (squared and logistic only)")
@@ -396,7 +391,7 @@ def l2_bound(X: np.ndarray, y: np.ndarray, result: Any, params: dict[str, Any],
     try:
         rep = wedgenet.l2_gap_report(X, y, lam, bias, mode="exact",
                                      max_patterns=settings.l2_bound_max_patterns, **kw)
-        return {**rep.to_dict(), "mode": "exact", "note": None}
+        return report(rep, "exact", None)
     except wedgenet.TooManyPatterns as exc:
         note = f"exact arrangement too large: {exc}"
     except wedgenet.WedgeNetError as exc:
@@ -405,12 +400,12 @@ def l2_bound(X: np.ndarray, y: np.ndarray, result: Any, params: dict[str, Any],
         rep = wedgenet.l2_gap_report(X, y, lam, bias, mode="sampled",
                                      n_patterns=settings.l2_bound_sampled_patterns,
                                      seed=int(params.get("seed", 0)), **kw)
-        return {**rep.to_dict(), "mode": "sampled", "note": note}
+        return report(rep, "sampled", note)
     except wedgenet.WedgeNetError as exc:
         return skipped(f"{note}; sampled mode failed: {exc}")
 
 
-@celery_app.task(name="wedgenet.run_job", bind=True)
+@celery_app.task(name=RUN_JOB_TASK, bind=True)
 def run_job(self: Any, job_id: str) -> str:
     return run_job_now(job_id)
 

@@ -1,9 +1,150 @@
-"""Service seams: ``wedgenet serve`` is an entry-point command of the service, not an import of
-the engine."""
+"""Service seams: which package may import which (checked on the source with ``ast``), the
+broker settings the API and the worker share, and ``wedgenet serve`` as an entry-point command
+of the service rather than an import of the engine.
+
+Allowed: ``worker -> app -> wedgenet``. Not allowed: ``wedgenet -> app|worker``,
+``app -> worker``, and a route module importing another route module (shared helpers are in
+``app/api/routes/common.py``, data access and domain checks in ``app/crud.py``).
+"""
 
 from __future__ import annotations
 
+import ast
+import json
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTES = "app.api.routes"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _package_modules(package: str) -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def imported_modules(path: Path, name: str | None = None) -> set[str]:
+    """Every module ``path`` imports (at any depth of the code, relative imports resolved,
+    ``from pkg import name`` counted as ``pkg`` and ``pkg.name``), and string arguments of
+    ``importlib.import_module`` / ``__import__``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    name = name or _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if (fname in ("import_module", "__import__") and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)):
+                found.add(node.args[0].value)
+    return found
+
+
+def _imports_package(path: Path, packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in imported_modules(path) if m.split(".")[0] in packages)
+
+
+def test_engine_imports_neither_app_nor_worker() -> None:
+    bad = {name: hits for name, path in _package_modules("wedgenet").items()
+           if (hits := _imports_package(path, ("app", "worker")))}
+    assert bad == {}
+
+
+def test_app_never_imports_worker() -> None:
+    bad = {name: hits for name, path in _package_modules("app").items()
+           if (hits := _imports_package(path, ("worker",)))}
+    assert bad == {}
+
+
+def _route_modules() -> dict[str, Path]:
+    """The modules of ``app/api/routes`` that define a ``router``."""
+    out = {}
+    for name, path in _package_modules("app/api/routes").items():
+        tree = ast.parse(path.read_text())
+        if any(isinstance(node, ast.Assign | ast.AnnAssign) and any(
+                isinstance(t, ast.Name) and t.id == "router"
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))
+               for node in tree.body):
+            out[name] = path
+    return out
+
+
+#: route imports that are still to be removed, by files another change owns right now:
+#: weights.py takes get_owned from datasets.py (app.crud.get_dataset is the replacement)
+PENDING_ROUTE_IMPORTS = {f"{ROUTES}.weights": {f"{ROUTES}.datasets"}}
+
+
+def test_route_modules_do_not_import_each_other() -> None:
+    routes = _route_modules()
+    assert {f"{ROUTES}.{m}" for m in ("datasets", "health", "jobs", "networks", "weights")} \
+        <= set(routes)
+    assert f"{ROUTES}.common" not in routes
+    bad = {}
+    for name, path in _package_modules("app/api/routes").items():
+        hits = sorted((imported_modules(path) & set(routes)) - {name}
+                      - PENDING_ROUTE_IMPORTS.get(name, set()))
+        if hits:
+            bad[name] = hits
+    assert bad == {}
+
+
+def test_the_import_scan_sees_imports(tmp_path: Path) -> None:
+    """The scanner itself: plain, from, relative, nested and importlib imports."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import worker.tasks\nfrom . import jobs\nfrom .networks import x\n"
+                     "def f():\n    from app.api.routes import datasets\n"
+                     "    importlib.import_module('worker.scan')\n")
+    found = imported_modules(probe, f"{ROUTES}._probe")
+    assert {"worker.tasks", f"{ROUTES}.jobs", f"{ROUTES}.networks", f"{ROUTES}.datasets",
+            "worker.scan"} <= found
+
+
+def test_worker_and_producer_share_the_broker_settings(service_env) -> None:
+    from app.broker import QUEUE, celery_config, producer
+    from app.core.config import get_settings
+    from worker.celery_app import make_celery
+
+    shared = celery_config(get_settings())
+    worker_app, producer_app = make_celery(), producer()
+    for key, value in shared.items():
+        assert worker_app.conf[key] == value == producer_app.conf[key], key
+    assert shared["task_default_queue"] == QUEUE
+    assert shared["broker_transport_options"]["data_folder_in"].startswith(
+        service_env["WEDGENET_BROKER_DIR"])
+
+
+def test_publish_sends_the_task_by_name(service_env) -> None:
+    """The API publishes ``wedgenet.run_job`` on the worker's queue without importing it."""
+    from app.broker import RUN_JOB_TASK
+    from app.jobs import publish
+    from worker.tasks import run_job
+
+    assert run_job.name == RUN_JOB_TASK
+    assert publish("job-1")
+    (msg,) = (Path(service_env["WEDGENET_BROKER_DIR"]) / "queue").glob("*.msg")
+    body = json.loads(msg.read_text())
+    assert body["headers"]["task"] == RUN_JOB_TASK
+    assert body["headers"]["argsrepr"] == "['job-1']"
+    assert body["properties"]["delivery_info"]["routing_key"] == "wedgenet"
 
 
 def test_serve_is_an_entry_point_command_of_the_service() -> None:

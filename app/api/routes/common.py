@@ -1,3 +1,6 @@
+"""Helpers shared by the route modules (no routes here): error responses, upload parsing,
+array downloads. Data access and domain checks are in :mod:`app.crud`."""
+
 from __future__ import annotations
 
 import io
@@ -5,11 +8,13 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import HTTPException, UploadFile
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.crud import NotFound, page
 from app.uploads import UploadError, detect_format, parse_arrays, read_limited
+
+__all__ = ["ERRORS", "FormatParam", "not_found", "npz_bytes", "page", "read_arrays",
+           "safetensors_bytes"]
 
 FormatParam = Literal["npy", "npz", "csv", "json", "safetensors"]
 
@@ -20,7 +25,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def not_found(what: str, ident: str) -> HTTPException:
-    return HTTPException(404, f"{what} {ident!r} not found")
+    return NotFound(what, ident)
 
 
 async def read_arrays(
@@ -44,10 +49,3 @@ def safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
     return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
 
-
-def page(session: Session, q: Select[Any], order: Any, limit: int,
-         offset: int) -> tuple[int, list[Any]]:
-    """Total count and one page of a select, in a stable order."""
-    total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = session.scalars(q.order_by(*order).limit(limit).offset(offset)).all()
-    return int(total), list(rows)
