@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from wedgenet.bounds import pricing_upper_bound
 from wedgenet.certificate import certify
-from wedgenet.dictionary import Atoms, WedgeDictionary, features
+from wedgenet.dictionary import Atoms, WedgeDictionary, dictionary_size, features
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.losses import Loss, get_loss
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
@@ -538,8 +538,12 @@ def resolve_source(
     exact dictionary has at most ``max_columns`` columns and ``search`` otherwise."""
     if source != "auto":
         return source
-    size = WedgeDictionary(X, p=p, bias=bias).size
-    return "exhaustive" if max_columns is None or size <= max_columns else "search"
+    if max_columns is None:
+        return "exhaustive"
+    n, d = X.shape
+    # p = 1 sizes need no rank; p = 2 sizes need the data's rank (one small SVD)
+    size = dictionary_size(n, d, 1, bias) if p == 1 else WedgeDictionary(X, p=2, bias=bias).size
+    return "exhaustive" if size <= max_columns else "search"
 
 
 def _search_starts(
