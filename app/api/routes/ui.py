@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 from starlette.types import Scope
 
 UI_DIR = Path(__file__).resolve().parent.parent.parent / "ui"
@@ -33,7 +34,7 @@ class UIFiles(StaticFiles):
     """Static files that browsers revalidate on every load (``no-cache``), so a page opened
     after an upgrade never mixes old and new modules."""
 
-    async def get_response(self, path: str, scope: Scope):  # type: ignore[no-untyped-def]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers["Cache-Control"] = "no-cache"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
