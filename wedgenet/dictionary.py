@@ -323,6 +323,11 @@ class WedgeDictionary:
         """
         X = self.X
         n, d = X.shape
+        if n == 1 and self.bias:
+            raise WedgeNetError(
+                "the data have rank 0: one sample (n_samples=1) defines no hyperplane; "
+                "biased neurons need at least 2 distinct samples"
+            )
         if self.p == 1:
             if not np.any(X) and not self.bias:
                 raise WedgeNetError("the data have rank 0 (X is all zeros)")

@@ -3,7 +3,11 @@
 Both subclass :class:`sklearn.base.BaseEstimator` (``get_params`` / ``set_params`` /
 ``clone`` / pipelines / grid search work as for any scikit-learn model) with the matching
 mixin (:class:`~sklearn.base.RegressorMixin`: ``score`` is R^2;
-:class:`~sklearn.base.ClassifierMixin`: ``score`` is accuracy).
+:class:`~sklearn.base.ClassifierMixin`: ``score`` is accuracy), validate their input as
+scikit-learn does (:func:`sklearn.utils.validation.validate_data`: finite dense arrays,
+``n_features_in_``, :class:`~sklearn.exceptions.NotFittedError` before ``fit``) and pass
+``sklearn.utils.estimator_checks.parametrize_with_checks`` without exceptions
+(``tests/wedgenet/test_estimator.py``, with a sampled dictionary for speed).
 """
 
 from __future__ import annotations
@@ -12,7 +16,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.network import TwoLayerNetwork
@@ -104,15 +112,11 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
         )
         self.result_: SolveResult = result
         self.network_: TwoLayerNetwork = result.network
-        self.n_features_in_ = result.network.n_features
 
     def _check_fitted(self, X: Any) -> FloatArray:
-        if not hasattr(self, "network_"):
-            raise WedgeNetError(f"this {type(self).__name__} is not fitted yet; call fit(X, y)")
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise WedgeNetError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
-        return X
+        check_is_fitted(self, "network_")
+        out: FloatArray = validate_data(self, X, reset=False, dtype=np.float64)
+        return out
 
     @property
     def certified_(self) -> bool:
@@ -140,12 +144,20 @@ class WedgeNetRegressor(RegressorMixin, _WedgeNetBase):  # type: ignore[misc]
     )
 
     def fit(self, X: Any, y: Any) -> WedgeNetRegressor:
+        """Solve the convex program for ``(X, y)``; ``y`` of shape (n,) or (n, k)."""
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
         self._fit(X, y, "squared")
         return self
 
     def predict(self, X: Any) -> FloatArray:
+        """Network outputs, shape (n,) (or (n, k) for a 2-D ``y``)."""
         X = self._check_fitted(X)
         return self.network_.decision_function(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
 
 class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
@@ -153,9 +165,16 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
         """Two-layer ReLU classifier trained by convex optimization.
 """
         + _PARAMS_DOC
-        + """    loss : {"logistic", "hinge", "softmax"}, default "logistic"
-        Binary losses need two classes; ``softmax`` handles any number (vector output,
-        group norm as in Thm 14).
+        + """    loss : {"auto", "logistic", "hinge", "softmax"}, default "auto"
+        ``auto``: logistic for two classes, softmax for more. The binary losses need two
+        classes; ``softmax`` handles any number (vector output, group norm as in Thm 14).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels, sorted.
+    loss_ : str
+        The loss that was used (``auto`` resolved).
     """
     )
 
@@ -163,7 +182,7 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
         self,
         lam: float = DEFAULT_LAM,
         *,
-        loss: str = "logistic",
+        loss: str = "auto",
         p: int = 1,
         bias: bool = True,
         source: SourceName = "auto",
@@ -189,16 +208,34 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
         self.loss = loss
 
     def fit(self, X: Any, y: Any) -> WedgeNetClassifier:
-        if self.loss not in ("logistic", "hinge", "softmax"):
+        """Solve the convex program for ``(X, y)``; ``y`` holds class labels."""
+        if self.loss not in ("auto", "logistic", "hinge", "softmax"):
             raise WedgeNetError(
-                f"classifier loss must be logistic, hinge or softmax, got {self.loss!r}"
+                f"classifier loss must be auto, logistic, hinge or softmax, got {self.loss!r}"
             )
-        self._fit(X, y, self.loss)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        n_classes = np.unique(y).size
+        if n_classes < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, "
+                f"but the data contain only one class: {np.unique(y)[0]!r}"
+            )
+        loss = self.loss if self.loss != "auto" else ("logistic" if n_classes == 2 else "softmax")
+        if loss != "softmax" and n_classes > 2:
+            raise WedgeNetError(
+                f"the {loss} loss handles 2 classes, got {n_classes}; use loss='softmax' "
+                "(or 'auto')"
+            )
+        self._fit(X, y, loss)
         assert self.result_.classes is not None
         self.classes_ = self.result_.classes
+        self.loss_ = loss
         return self
 
     def decision_function(self, X: Any) -> FloatArray:
+        """Network outputs: shape (n,) for two classes (positive: ``classes_[1]``), else
+        (n, n_classes)."""
         X = self._check_fitted(X)
         return self.network_.decision_function(X)
 
@@ -207,3 +244,22 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
+
+    def _has_probabilities(self) -> bool:
+        # before fit the loss may still be "auto": probabilities then depend on what it becomes
+        return getattr(self, "loss_", self.loss) in ("auto", "logistic", "softmax")
+
+    @available_if(_has_probabilities)
+    def predict_proba(self, X: Any) -> FloatArray:
+        """Class probabilities of the fitted model (logistic: sigmoid; softmax), shape
+        (n, n_classes), columns in the order of ``classes_``. Not available for hinge."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            p1 = expit(scores)
+            return np.column_stack([1.0 - p1, p1])
+        return np.asarray(softmax(scores, axis=1))
+
+    @available_if(_has_probabilities)
+    def predict_log_proba(self, X: Any) -> FloatArray:
+        return np.log(self.predict_proba(X))
+
