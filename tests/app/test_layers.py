@@ -205,3 +205,30 @@ def test_python_m_app_usage(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--help"])
     assert exc.value.code == 0
+
+
+def test_the_api_process_loads_no_worker_module(service_env) -> None:
+    """At run time too: serving a job submission (which publishes it) imports no ``worker``."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from fastapi.testclient import TestClient
+from app.main import create_app
+from tests.conftest import KEY_A, npy, small_problem
+
+X, y = small_problem()
+with TestClient(create_app()) as c:
+    c.headers["X-API-Key"] = KEY_A
+    ds = c.post("/datasets", files={"X": ("X.npy", npy(X)), "y": ("y.npy", npy(y))}).json()
+    r = c.post("/jobs", json={"dataset_id": ds["id"], "params": {"lam": 0.1}})
+    assert r.status_code == 202, r.text
+loaded = sorted(m for m in sys.modules if m == "worker" or m.startswith("worker."))
+assert not loaded, loaded
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
