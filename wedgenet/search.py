@@ -426,11 +426,17 @@ class HyperplaneSearch:
         return np.sort(subset), phi
 
     def _random_subsets(self, m: int) -> IntArray:
+        """Random index sets: samples only where there are enough (biased or ``p = 2``),
+        else every sample and random basis directions (``p = 1`` with ``d >= n``)."""
         P = self.G.shape[0]
         out = np.empty((m, self.k), dtype=np.int64)
         for r in range(m):
             pool = self.n if self.dictionary.bias or self.dictionary.p == 2 else P
-            out[r] = np.sort(self.rng.choice(pool, size=self.k, replace=False))
+            if self.k <= pool:
+                out[r] = np.sort(self.rng.choice(pool, size=self.k, replace=False))
+            else:
+                extra = self.n + self.rng.choice(P - self.n, size=self.k - self.n, replace=False)
+                out[r] = np.sort(np.concatenate([np.arange(self.n), extra]))
         return out
 
     # ------------------------------------------------------------------ pricing

@@ -166,3 +166,16 @@ def test_real_table_breast_cancer_standardized() -> None:
     assert clf.score(X[te], data.target[te]) > 0.93
     for nr in clf.network_.neurons:
         assert nr.index_set is not None and len(nr.index_set.samples) == 30
+
+
+def test_search_with_more_features_than_samples() -> None:
+    # p = 1, biased: index sets need d generators but there are only n < d samples, so
+    # random starts take every sample and random basis directions (this raised before)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 30))
+    y = X[:, 0] - np.abs(X[:, 1])
+    res = wn.solve(X, y, lam=0.1, source="search", max_time=5, seed=1)
+    assert res.scanned == "searched" and not res.certified
+    assert res.network.neurons and all(nr.index_set is not None for nr in res.network.neurons)
+    obj = wn.network_objective(res.network, X, y, lam=0.1, p=1)
+    assert obj == pytest.approx(res.primal_objective, rel=1e-8)
