@@ -240,7 +240,9 @@ def solve_working_set(
         if progress is not None:
             frac = 1.0 if gap <= tol else _fraction(gap0, gap, tol)
             progress(
-                frac, f"column generation: full scan {n_full}, gap {gap:.2e}, {len(W)} columns"
+                frac,
+                f"column generation: full scan {n_full}, objective {primal:.6g}, gap {gap:.2e}, "
+                f"{len(W)} columns",
             )
         sol = ProgramSolution(
             Z=Z,
