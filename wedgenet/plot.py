@@ -1,77 +1,150 @@
-"""Figures for 2-D inputs: prediction regions, breaklines and index-set samples (Figs 7, 11)."""
+"""Figures for 2-D inputs: prediction regions, breaklines and index-set samples (Figs 7, 11).
+
+:func:`render` returns the figure as PNG or SVG bytes (the CLI writes them to a file, the
+service serves them); :func:`figure` returns the matplotlib figure itself.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.exceptions import WedgeNetError
-from wedgenet.solve import SolveResult
+from wedgenet.network import TwoLayerNetwork
+
+FloatArray = NDArray[np.float64]
+ImageFormat = Literal["png", "svg"]
 
 
-def plot_network(result: SolveResult, X: NDArray[np.float64], y: Any, path: str) -> None:
-    """Draw the network's prediction regions, each active neuron's breakline
-    ``w . x + b = 0`` and the samples of its index set; save a PNG to ``path``."""
+def figure(
+    network: TwoLayerNetwork,
+    X: Any,
+    y: Any | None = None,
+    *,
+    loss: str | None = None,
+    classes: Any | None = None,
+    title: str | None = None,
+    highlight: int | None = None,
+) -> Any:
+    """The network's prediction regions over the data's box, each neuron's breakline
+    ``w . x + b = 0``, the samples (coloured by ``y``) and the samples of the index sets.
+
+    Parameters
+    ----------
+    network : TwoLayerNetwork
+        A network with 2 inputs.
+    X : array-like of shape (n, 2)
+        The samples (their box sets the axes; index sets refer to their rows).
+    y : array-like of shape (n,), optional
+        Targets or labels, for the samples' colours.
+    loss : str, optional
+        ``logistic``/``hinge``: the decision boundary is drawn and the colour bar shows the
+        score; ``softmax``: regions are the predicted classes (``classes`` names them).
+    title : str, optional
+    highlight : int, optional
+        Index of one neuron whose breakline and index-set samples are drawn emphasized.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     X = np.asarray(X, dtype=float)
-    if X.shape[1] != 2:
-        raise WedgeNetError(f"plot needs 2-D inputs, got d = {X.shape[1]}")
-    net = result.network
+    if X.ndim != 2 or X.shape[1] != 2 or network.n_features != 2:
+        raise WedgeNetError(
+            f"plots need 2-D inputs, got data of shape {X.shape} and a network with "
+            f"{network.n_features} inputs"
+        )
     pad = 0.15 * (X.max(axis=0) - X.min(axis=0) + 1e-9)
     lo, hi = X.min(axis=0) - pad, X.max(axis=0) + pad
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
     grid = np.column_stack([gx.ravel(), gy.ravel()])
-    out = net.decision_function(grid)
-    if out.ndim == 2:
-        out = np.argmax(out, axis=1).astype(float)
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.contourf(gx, gy, out.reshape(gx.shape), levels=30, cmap="RdBu_r", alpha=0.55)
-    if result.params.get("loss") in ("logistic", "hinge"):
-        ax.contour(gx, gy, out.reshape(gx.shape), levels=[0.0], colors="k", linewidths=1.5)
-    ys = np.asarray(y)
-    ax.scatter(
-        X[:, 0],
-        X[:, 1],
-        c=ys if ys.dtype.kind in "biuf" else None,
-        cmap="RdBu_r",
-        edgecolors="k",
-        s=28,
-        zorder=3,
-    )
+    out = network.decision_function(grid)
+    multiclass = out.ndim == 2 and out.shape[1] > 1
+    if out.ndim == 2 and not multiclass:
+        out = out[:, 0]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    if multiclass:
+        labels = np.argmax(out, axis=1).reshape(gx.shape)
+        k = out.shape[1]
+        mesh = ax.contourf(gx, gy, labels, levels=np.arange(k + 1) - 0.5, cmap="tab10",
+                           alpha=0.45, vmin=0, vmax=9)
+        bar = fig.colorbar(mesh, ax=ax, ticks=np.arange(k))
+        names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
+        bar.ax.set_yticklabels(names)
+        bar.set_label("predicted class")
+    else:
+        mesh = ax.contourf(gx, gy, out.reshape(gx.shape), levels=30, cmap="RdBu_r", alpha=0.55)
+        bar = fig.colorbar(mesh, ax=ax)
+        bar.set_label("network output f(x)" if loss in (None, "squared") else "score f(x)")
+        if loss in ("logistic", "hinge"):
+            ax.contour(gx, gy, out.reshape(gx.shape), levels=[0.0], colors="k", linewidths=1.5)
+    if y is not None:
+        ys = np.asarray(y)
+        if ys.ndim == 2:
+            ys = ys[:, 0] if ys.shape[1] == 1 else np.argmax(ys, axis=1)
+        numeric = ys.dtype.kind in "biuf"
+        colours = ys if numeric else np.unique(ys, return_inverse=True)[1]
+        ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="tab10" if multiclass else "RdBu_r",
+                   edgecolors="k", s=28, zorder=3)
+    else:
+        ax.scatter(X[:, 0], X[:, 1], color="0.3", edgecolors="k", s=22, zorder=3)
     used: set[int] = set()
-    for nr in net.neurons:
+    for j, nr in enumerate(network.neurons):
         w, b = nr.weight, nr.bias
+        strong = highlight == j
+        colour, width = ("tab:orange", 2.4) if strong else ("tab:blue", 0.9)
         if abs(w[1]) > abs(w[0]):
             xs = np.array([lo[0], hi[0]])
-            ax.plot(xs, -(w[0] * xs + b) / w[1], color="tab:blue", lw=0.9)
+            ax.plot(xs, -(w[0] * xs + b) / w[1], color=colour, lw=width)
         elif abs(w[0]) > 0:
             ys_line = np.array([lo[1], hi[1]])
-            ax.plot(-(w[1] * ys_line + b) / w[0], ys_line, color="tab:blue", lw=0.9)
-        if nr.index_set is not None:
-            used.update(nr.index_set.samples)
+            ax.plot(-(w[1] * ys_line + b) / w[0], ys_line, color=colour, lw=width)
+        if nr.index_set is not None and (highlight is None or strong):
+            used.update(i for i in nr.index_set.samples if 0 <= i < X.shape[0])
     if used:
         idx = sorted(used)
-        ax.scatter(
-            X[idx, 0],
-            X[idx, 1],
-            s=110,
-            facecolors="none",
-            edgecolors="gold",
-            linewidths=2,
-            zorder=4,
-            label="index-set samples",
-        )
+        ax.scatter(X[idx, 0], X[idx, 1], s=110, facecolors="none", edgecolors="gold",
+                   linewidths=2, zorder=4, label="index-set samples")
         ax.legend(loc="upper right")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
-    cert = "certified" if result.certified else "not certified"
-    ax.set_title(f"{len(net.neurons)} neurons, objective {result.primal_objective:.4g} ({cert})")
+    ax.set_xlabel("x[0]")
+    ax.set_ylabel("x[1]")
+    ax.set_title(title or f"{len(network.neurons)} neurons")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
+
+
+def render(
+    network: TwoLayerNetwork,
+    X: Any,
+    y: Any | None = None,
+    *,
+    format: ImageFormat = "png",
+    **kwargs: Any,
+) -> bytes:
+    """:func:`figure` as PNG or SVG bytes (keyword arguments as for :func:`figure`)."""
+    if format not in ("png", "svg"):
+        raise WedgeNetError(f"image format must be 'png' or 'svg', got {format!r}")
+    import matplotlib.pyplot as plt
+
+    fig = figure(network, X, y, **kwargs)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=format, dpi=110)
     plt.close(fig)
+    return buf.getvalue()
+
+
+def solve_title(result: Any) -> str:
+    """``"m neurons, objective ... (certified | not certified)"`` for a solve result."""
+    cert = "certified" if result.certified else "not certified"
+    return (f"{len(result.network.neurons)} neurons, objective {result.primal_objective:.4g} "
+            f"({cert})")
