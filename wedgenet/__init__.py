@@ -13,6 +13,7 @@ from wedgenet.arrangement import (
 )
 from wedgenet.dictionary import Atoms, WedgeDictionary, dictionary_size
 from wedgenet.exceptions import DictionaryTooLarge, SolveAborted, WedgeNetError
+from wedgenet.interrupt import stop_when
 from wedgenet.layers import as_layers
 from wedgenet.network import IndexSet, Neuron, TwoLayerNetwork
 from wedgenet.polish import PolishResult, polish, polish_layer
@@ -53,6 +54,7 @@ __all__ = [
     "seed_index_sets",
     "price_range",
     "dictionary_for",
+    "stop_when",
 ]
 
 __version__ = "0.1.0"

@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.dictionary import WedgeDictionary
 from wedgenet.geometry import DEPENDENT_TOL, INDEPENDENT_TOL, one_blas_thread
+from wedgenet.interrupt import checkpoint
 from wedgenet.losses import Loss
 from wedgenet.programs import ProgramSolution, dual_bound, relative_gap
 
@@ -100,6 +102,16 @@ class Certificate:
     relative_gap: float
     note: str = ""
     check: IndependentCheck | None = None
+
+
+class RecheckableDictionary(Protocol):
+    """A dictionary other than :class:`WedgeDictionary` that re-checks its own maximum score
+    by an independent code path (e.g. :class:`wedgenet.threelayer.ThreeLayerDictionary`)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def independent_max_score(self, V: FloatArray) -> IndependentCheck: ...
 
 
 class _Coordinates:
@@ -204,6 +216,7 @@ def independent_max_score(
     # Many small products: threads only add overhead (measured 2-10x slower on 2 cores).
     with one_blas_thread():
         for subs in dictionary.iter_subsets(int(chunk_size)):
+            checkpoint("re-checking the certificate")
             n_subsets += subs.shape[0]
             H, und = coords.normals(subs)
             n_undecided += und
@@ -223,7 +236,7 @@ def independent_max_score(
 
 
 def certify(
-    dictionary: WedgeDictionary,
+    dictionary: WedgeDictionary | RecheckableDictionary,
     sol: ProgramSolution,
     Y: FloatArray,
     loss: Loss,
@@ -245,7 +258,8 @@ def certify(
 
     Parameters
     ----------
-    dictionary : WedgeDictionary
+    dictionary : WedgeDictionary or RecheckableDictionary
+        Any other dictionary provides ``size`` and its own ``independent_max_score(V)``.
     sol : ProgramSolution
         Final solution (``V``: dual point, ``max_score``: the scan's maximum score).
     Y : ndarray of shape (n, c)
@@ -286,7 +300,10 @@ def certify(
             gap,
             f"not re-checked: {size:,} columns > {max_columns:,}; not certified",
         )
-    check = independent_max_score(dictionary, sol.V)
+    if isinstance(dictionary, WedgeDictionary):
+        check = independent_max_score(dictionary, sol.V)
+    else:
+        check = dictionary.independent_max_score(sol.V)
     worst = max(float(sol.max_score), check.max_score)
     dual = min(sol.dual, dual_bound(loss, sol.V, Y, lam, worst))
     gap = relative_gap(sol.primal, dual)
@@ -307,6 +324,7 @@ __all__ = [
     "RECHECK_MAX_COLUMNS",
     "Certificate",
     "IndependentCheck",
+    "RecheckableDictionary",
     "certify",
     "independent_max_score",
 ]

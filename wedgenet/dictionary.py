@@ -86,6 +86,7 @@ from wedgenet.geometry import (
     one_blas_thread,
     subset_normals,
 )
+from wedgenet.interrupt import checkpoint
 from wedgenet.network import IndexSet
 
 FloatArray = NDArray[np.float64]
@@ -190,6 +191,29 @@ def features(X: FloatArray, normals: FloatArray) -> FloatArray:
     out += normals[:, -1]
     np.maximum(out, 0.0, out=out)
     return out
+
+
+def _first_distinct_rows(rows: IntArray, limit: int) -> IntArray:
+    """The distinct rows of ``rows`` in order of first appearance, at most ``limit``.
+
+    Rows are grouped by a 64-bit hash (one stable sort) and compared exactly with their
+    neighbour in that order, so distinct rows are never merged; equal rows separated by a
+    hash collision (odds ~ len(rows)^2 / 2^64) would both be kept, as a duplicate column.
+    """
+    n = rows.shape[0]
+    if n == 0:
+        return rows
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**62, size=rows.shape[1], dtype=np.int64)
+    h = rows.astype(np.uint64) @ (mult.astype(np.uint64) | np.uint64(1))  # wraps mod 2^64
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    tie = np.flatnonzero(hs[1:] == hs[:-1]) + 1  # positions (in hash order) of equal hashes
+    dup = np.zeros(n, dtype=bool)
+    if tie.size:
+        dup[tie] = np.all(rows[order[tie]] == rows[order[tie - 1]], axis=1)
+    first = np.sort(order[~dup])
+    return rows[first[:limit]]
 
 
 def _n_choose(n: int, k: int) -> int:
@@ -463,28 +487,26 @@ class WedgeDictionary:
             subs = np.concatenate(list(self._combinations(65536)), axis=0)
         else:
             rng = np.random.default_rng(self.seed)
-            seen: set[bytes] = set()
-            rows: list[IntArray] = []
+            subs = np.zeros((0, k), dtype=np.int64)
             need = self.n_hyperplanes
             for _ in range(1000):
                 if need <= 0:
                     break
-                draw = np.sort(rng.integers(0, P, size=(2 * need + 16, k)), axis=1)
-                ok = (
-                    np.all(np.diff(draw, axis=1) > 0, axis=1)
-                    if k > 1
-                    else np.ones(draw.shape[0], dtype=bool)
+                checkpoint("sampling the dictionary")
+                draw = rng.integers(0, P, size=(2 * need + 16, k))
+                ok = np.ones(draw.shape[0], dtype=bool)
+                for lo in range(0, draw.shape[0], 262144):  # blocks: cancellable
+                    checkpoint("sampling the dictionary")
+                    block = np.sort(draw[lo : lo + 262144], axis=1)
+                    draw[lo : lo + 262144] = block
+                    if k > 1:
+                        ok[lo : lo + 262144] = np.all(np.diff(block, axis=1) > 0, axis=1)
+                checkpoint("sampling the dictionary")
+                # distinct rows in order of first appearance, the earlier rounds' first
+                subs = _first_distinct_rows(
+                    np.concatenate([subs, self._valid_combo(draw[ok])]), self.n_hyperplanes
                 )
-                draw = self._valid_combo(draw[ok])
-                for row in draw:
-                    key = row.tobytes()
-                    if key not in seen:
-                        seen.add(key)
-                        rows.append(row)
-                        need -= 1
-                        if need == 0:
-                            break
-            subs = np.array(rows, dtype=np.int64).reshape(-1, k)
+                need = self.n_hyperplanes - subs.shape[0]
         self._sampled = subs
         return subs
 
@@ -729,6 +751,7 @@ class WedgeDictionary:
         given_signs = self._given_subsets()[1] if self.source == "given" else None
         offset = start
         for subs in self.iter_subsets(chunk_size, start, stop):
+            checkpoint("building the dictionary")
             keep, normals, n_und = self.hyperplanes(
                 subs, dedupe=dedupe and given_signs is None, return_undecided=True
             )

@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit, logsumexp
 
+from wedgenet.interrupt import checkpoint
 from wedgenet.network import Neuron, TwoLayerNetwork
 from wedgenet.validation import DEFAULT_LAM, check_lam
 
@@ -451,6 +452,7 @@ def train_nonconvex(
     deadline = None if max_time is None else time.perf_counter() + float(max_time)
 
     def stop_at_deadline(intermediate_result: Any) -> None:
+        checkpoint("training the non-convex network")
         if deadline is not None and time.perf_counter() > deadline:
             raise StopIteration
 

@@ -32,6 +32,7 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from wedgenet.dictionary import Atoms, HyperplaneChunk, WedgeDictionary, features
+from wedgenet.interrupt import checkpoint
 from wedgenet.programs import column_scores
 
 FloatArray = NDArray[np.float64]
@@ -283,6 +284,7 @@ def price(source: ColumnSource, V: FloatArray, n_top: int, threshold: float) -> 
     max_score = 0.0
     n_cols = 0
     for cid, (atoms, scores) in enumerate(source.scored_chunks(V)):
+        checkpoint("pricing")
         proto = atoms if proto is None else proto
         n_cols += scores.shape[0]
         if scores.size == 0:

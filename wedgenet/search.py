@@ -56,6 +56,7 @@ from numpy.typing import NDArray
 
 from wedgenet.dictionary import Atoms, WedgeDictionary
 from wedgenet.geometry import one_blas_thread
+from wedgenet.interrupt import checkpoint
 from wedgenet.pricing import PricingResult, hyperplane_scores
 
 FloatArray = NDArray[np.float64]
@@ -515,6 +516,7 @@ class HyperplaneSearch:
                     starts.append(fl)
         cands: list[tuple[IntArray, FloatArray]] = []
         for fr in starts:
+            checkpoint("searching the dictionary")
             if time.perf_counter() > deadline and cands:
                 break
             seen, score = self.walk(fr, V, deadline, max_steps)

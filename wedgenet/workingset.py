@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from wedgenet.dictionary import Atoms
 from wedgenet.exceptions import WedgeNetError
+from wedgenet.interrupt import checkpoint
 from wedgenet.losses import Loss
 from wedgenet.pricing import ColumnSource, PricingResult, price
 from wedgenet.programs import (
@@ -182,6 +183,7 @@ def solve_working_set(
     n_full = 0
     n_partial_run = 0
     for outer in range(1, max_outer + 1):
+        checkpoint("column generation")
         K_W = source.columns(W)
         Zw0 = None if Z is None else np.vstack([Z, np.zeros((len(W) - Z.shape[0], c))])
         inner_tol = max(inner_floor, min(1e-3, 0.01 * last_gap))

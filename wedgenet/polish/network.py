@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from wedgenet.dictionary import WedgeDictionary
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.geometry import one_blas_thread
+from wedgenet.interrupt import checkpoint
 from wedgenet.layers import Layer, as_layers, check_layers, forward
 from wedgenet.losses import Loss, SquaredLoss, get_loss
 from wedgenet.network import Neuron, TwoLayerNetwork
@@ -273,6 +274,7 @@ def _polish_core(
     V, cvec = layers[0]
     if refit != "original":
         for layer in range(1, n_hidden + 1):
+            checkpoint("polishing a layer")
             lp = polish_layer(F, V, cvec if bias else None, p=p, bias=bias,
                               criterion=criterion, row_ids=train_idx)
             timings["polish"] += lp.time

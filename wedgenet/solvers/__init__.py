@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.exceptions import WedgeNetError
+from wedgenet.interrupt import checkpoint
 from wedgenet.losses import HingeLoss, LogisticLoss
 from wedgenet.programs import Program, ProgramSolution, finish, refine_on_support
 
@@ -199,6 +200,7 @@ class CoordinateDescentNewton(RestrictedSolver):
         sol = lasso_cd(K, Y, lam, fit_offset=fit, tol=budget.tol, max_sweeps=chunk, Z0=budget.Z0)
         used = sol.iterations
         while sol.gap > budget.tol:
+            checkpoint("coordinate descent")
             Z, t = refine_on_support(loss, K, Y, sol.Z, sol.t, lam, fit)
             fin = finish(loss, K, Y, Z, t, lam, fit, start, self.name, used)
             if fin.primal <= sol.primal:
@@ -309,6 +311,7 @@ def solve_program(
                 program.entries > SLOW_FALLBACK_MAX_ENTRIES
             ):
                 continue
+        checkpoint("restricted solve")
         tried.append(solver.name)
         try:
             sol = solver.solve(program, Budget(tol, warm, deadline, max_sweeps))
