@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -77,23 +78,55 @@ def _owned(job_id: str, token: str) -> Any:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, job_id: str, token: str, settings: Settings) -> None:
+    """Keeps the job's heartbeat fresh; sets :attr:`lost` when the job was cancelled or
+    taken over. Then the engine stops at its next checkpoint (``wedgenet.stop_when``); if
+    the job has not returned ``settings.cancel_grace`` seconds later, ``hard_stop`` runs
+    (in a pool worker process: exit, so that the pool replaces it and its memory is freed)."""
+
+    def __init__(self, job_id: str, token: str, settings: Settings,
+                 hard_stop: Callable[[], None] | None = None) -> None:
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self.job_id, self.token, self.settings = job_id, token, settings
         self.stop_event = threading.Event()
         self.lost = threading.Event()
+        self.hard_stop = hard_stop
 
     def run(self) -> None:
         while not self.stop_event.wait(self.settings.heartbeat_interval):
+            if self.lost.is_set():
+                break
             try:
                 with session_scope(self.settings.database_url) as s:
                     res = s.execute(update(Job).where(_owned(self.job_id, self.token))
                                     .values(heartbeat_at=utcnow()))
                     if res.rowcount != 1:  # type: ignore[attr-defined]
                         self.lost.set()  # cancelled, or re-queued and taken over
-                        return
+                        break
             except Exception as exc:
                 log.warning("heartbeat for %s failed: %s", self.job_id, exc)
+        if self.lost.is_set() and not self.stop_event.wait(self.settings.cancel_grace):
+            log.warning("job %s did not stop within %.0f s of its cancellation", self.job_id,
+                        self.settings.cancel_grace)
+            if self.hard_stop is not None:
+                self.hard_stop()
+
+
+def _exit_pool_process() -> None:  # pragma: no cover - ends the process
+    """Hard stop of a job that does not yield: leave the pool worker process at once (the
+    pool starts a replacement; the late-acknowledged message goes back to the broker and
+    its next claim finds the job cancelled)."""
+    logging.shutdown()
+    os._exit(75)
+
+
+def _in_pool_process() -> bool:
+    """True in a Celery prefork pool child (where exiting frees the job's memory and the
+    pool replaces the process); False in tests and solo workers."""
+    try:
+        from billiard.process import current_process
+    except ImportError:  # pragma: no cover - billiard comes with Celery
+        return False
+    return bool(current_process().name.startswith("ForkPoolWorker"))
 
 
 def _finish(job_id: str, token: str, settings: Settings, **values: Any) -> None:
@@ -215,13 +248,17 @@ def _jsonable(obj: Any) -> Any:
 SERVICE_PARAMS = ("scan_parts", "warm_start", "l2_bound")
 
 
-def run_job_now(job_id: str, settings: Settings | None = None) -> str:
-    """Run one job in this process (the body of the Celery task). Returns what happened."""
+def run_job_now(job_id: str, settings: Settings | None = None,
+                hard_stop: Callable[[], None] | None = None) -> str:
+    """Run one job in this process (the body of the Celery task). Returns what happened.
+
+    ``hard_stop``: what to do when a cancelled job does not stop within
+    ``settings.cancel_grace`` seconds (the Celery task passes a process exit)."""
     settings = settings or get_settings()
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if not _claim(job_id, token, settings):
         return "skipped"
-    hb = Heartbeat(job_id, token, settings)
+    hb = Heartbeat(job_id, token, settings, hard_stop)
     hb.start()
     distributed = False
     try:
@@ -267,19 +304,20 @@ def run_job_now(job_id: str, settings: Settings | None = None) -> str:
                     raise JobAborted("job was cancelled or taken over")
 
         try:
-            if kind == "polish":
-                assert layers is not None
-                progress(0.05, f"polishing a {len(layers)}-layer network")
-                presult = wedgenet.polish(
-                    X, y, layers, loss=params.get("loss", "squared"), lam=params["lam"],
-                    p=params.get("p", 1), bias=params.get("bias", True),
-                    refit=params.get("refit", "union"),
-                    validation_fraction=params.get("validation_fraction"),
-                    seed=params.get("seed", 0))
-            else:
-                distributed = int(params.get("scan_parts", 1)) > 1
-                result, extra = _solve(job_id, token, X, y, params, settings, hb, progress)
-        except (JobAborted, ScanAborted):
+            with wedgenet.stop_when(hb.lost.is_set):  # checkpoints raise once cancelled
+                if kind == "polish":
+                    assert layers is not None
+                    progress(0.05, f"polishing a {len(layers)}-layer network")
+                    presult = wedgenet.polish(
+                        X, y, layers, loss=params.get("loss", "squared"), lam=params["lam"],
+                        p=params.get("p", 1), bias=params.get("bias", True),
+                        refit=params.get("refit", "union"),
+                        validation_fraction=params.get("validation_fraction"),
+                        seed=params.get("seed", 0))
+                else:
+                    distributed = int(params.get("scan_parts", 1)) > 1
+                    result, extra = _solve(job_id, token, X, y, params, settings, hb, progress)
+        except (JobAborted, ScanAborted, wedgenet.SolveAborted):
             return "aborted"
         except wedgenet.DictionaryTooLarge as exc:
             _finish(job_id, token, settings, state="failed", error_code="dictionary_too_large",
@@ -407,7 +445,7 @@ def l2_bound(X: np.ndarray, y: np.ndarray, result: Any, params: dict[str, Any],
 
 @celery_app.task(name=RUN_JOB_TASK, bind=True)
 def run_job(self: Any, job_id: str) -> str:
-    return run_job_now(job_id)
+    return run_job_now(job_id, hard_stop=_exit_pool_process if _in_pool_process() else None)
 
 
 @celery_app.task(name=PRICE_PART_TASK, bind=True)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     # job execution
     heartbeat_interval: float = Field(default=2.0, gt=0)
+    #: a cancelled (or taken-over) job gets this long to stop at its next checkpoint; then
+    #: a pool worker process running it exits (the pool starts a fresh one)
+    cancel_grace: float = Field(default=10.0, gt=0)
     #: a running job whose heartbeat is older than this is re-queued by the sweeper
     stale_after: float = Field(default=30.0, gt=0)
     #: a queued job not picked up for this long has its message re-published

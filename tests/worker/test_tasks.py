@@ -174,3 +174,28 @@ def test_searched_job_on_a_real_table(client, upload) -> None:
     assert net["dual_objective"] <= net["primal_objective"]
     assert net["summary"]["gap_estimate"] is not None
     assert net["neurons"] and all(len(nr["index_set"]["samples"]) == 30 for nr in net["neurons"])
+
+
+def test_heartbeat_hard_stops_a_job_that_ignores_its_cancellation(client, upload) -> None:
+    """A cancelled job that never reaches a checkpoint: after ``cancel_grace`` the
+    heartbeat runs the hard stop (in a pool process: exit); a job that stops in time is not
+    hard-stopped."""
+    import threading
+
+    from app.core.config import get_settings
+    from worker.tasks import Heartbeat
+
+    job_id = _submit(client, upload)  # queued, owned by no worker: the first beat is lost
+    settings = get_settings().model_copy(update={"heartbeat_interval": 0.05,
+                                                 "cancel_grace": 0.3})
+    fired = threading.Event()
+    hb = Heartbeat(job_id, "nobody", settings, hard_stop=fired.set)
+    hb.start()
+    assert fired.wait(5.0) and hb.lost.is_set()
+    polite = threading.Event()
+    hb2 = Heartbeat(job_id, "nobody", settings, hard_stop=polite.set)
+    hb2.start()
+    assert hb2.lost.wait(5.0)
+    hb2.stop_event.set()  # the job returned within the grace period
+    hb2.join(5.0)
+    assert not polite.is_set()
