@@ -2,27 +2,46 @@
 
 Formats: ``.npy``, ``.npz``, ``.csv``, ``.json``, ``.safetensors``. Every failure raises
 :class:`UploadError` with an HTTP status (400/413/415/422) and a message saying what is wrong.
+
+Uploads are parsed from (spooled temporary) files, never copied into one ``bytes`` object:
+``.npy``, ``.npz`` members and ``.safetensors`` tensors are read straight into their
+preallocated arrays, CSV is parsed line by line by numpy's C reader, ``.json`` (read whole; its
+size is bounded by the upload limit) only after its nesting depth was checked on the raw bytes.
+The functions are synchronous and take seconds on big uploads: the routes run them in a worker
+thread (:func:`run_upload`), never in the event loop.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import itertools
 import json
 import math
+import re
 import struct
+import warnings
 import zipfile
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 
+import anyio
 import numpy as np
+from anyio.lowlevel import RunVar
 from numpy.lib import format as npformat
 
 from app.core.config import Settings
 
 Layer = tuple[np.ndarray, np.ndarray]
+T = TypeVar("T")
 
 FORMATS = ("npy", "npz", "csv", "json", "safetensors")
 CHUNK = 1 << 20
+#: bytes looked at to sniff a format without a name
+SNIFF = 4096
+#: largest ``.safetensors`` JSON header accepted
+MAX_SAFETENSORS_HEADER = 16 * 1024 * 1024
 
 _SAFETENSORS_DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16,
@@ -43,6 +62,32 @@ def too_large(what: str, size: int, limit: int) -> UploadError:
     return UploadError(413, f"{what} is too large: {size} bytes exceeds the limit of {limit} bytes")
 
 
+# ------------------------------------------------------------------ running uploads off-loop
+
+_UPLOAD_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("wedgenet_upload_limiter")
+
+
+async def run_upload(settings: Settings, func: Callable[..., T], *args: Any) -> T:
+    """Run ``func(*args)`` (parsing and storing an upload) in a worker thread, at most
+    ``settings.max_concurrent_uploads`` at a time per event loop, so the loop keeps serving
+    other requests and concurrent big uploads cannot exhaust memory."""
+    try:
+        limiter = _UPLOAD_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(settings.max_concurrent_uploads)
+        _UPLOAD_LIMITER.set(limiter)
+    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter)
+
+
+def check_text(value: str | None, what: str) -> None:
+    """Form fields are stored or looked up as database text: no NUL characters."""
+    if value is not None and "\x00" in value:
+        raise UploadError(422, f"{what} must not contain NUL (0x00) characters")
+
+
+# ------------------------------------------------------------------------ reading files
+
+
 async def read_limited(upload: Any, limit: int, what: str) -> bytes:
     """Read an ``UploadFile`` in chunks, aborting with 413 as soon as ``limit`` is exceeded."""
     buf = bytearray()
@@ -56,7 +101,53 @@ async def read_limited(upload: Any, limit: int, what: str) -> bytes:
     return bytes(buf)
 
 
+def file_size(fp: BinaryIO) -> int:
+    """Size of a seekable file; leaves it at the start."""
+    fp.seek(0, io.SEEK_END)
+    size = fp.tell()
+    fp.seek(0)
+    return size
+
+
+def open_upload(fp: BinaryIO, filename: str | None, fmt: str | None, settings: Settings,
+                what: str) -> tuple[str, int]:
+    """Check an uploaded file's size against the limits and detect its format: ``(format,
+    size)``; ``fp`` is left at its start."""
+    size = file_size(fp)
+    if size > settings.max_upload_bytes:
+        raise too_large(what, size, settings.max_upload_bytes)
+    if size == 0:
+        raise UploadError(422, f"{what}: the uploaded file is empty")
+    head = fp.read(SNIFF)
+    fp.seek(0)
+    return detect_format(filename, fmt, head, what), size
+
+
+def read_upload(fp: BinaryIO, filename: str | None, fmt: str | None, settings: Settings,
+                what: str) -> dict[str, np.ndarray]:
+    """Parse an uploaded file (an ``UploadFile.file``: seekable, spooled to disk when large)
+    into named arrays; single-array formats give ``{"": a}``. Synchronous: call it in a
+    worker thread."""
+    fmt, size = open_upload(fp, filename, fmt, settings, what)
+    return parse_file(fp, size, fmt, settings, what)
+
+
+def read_layers(fp: BinaryIO, filename: str | None, fmt: str | None, settings: Settings,
+                what: str, layer_names: list[str] | None) -> list[Layer]:
+    """An uploaded weights file (``.npz``/``.safetensors``/``.json``) as ``[(W, b), ...]``."""
+    fmt, size = open_upload(fp, filename, fmt, settings, what)
+    if fmt == "json":
+        return layers_from_json(parse_json(fp.read(), what, settings.max_json_depth), what,
+                                layer_names)
+    if fmt in ("npz", "safetensors"):
+        return layers_from_arrays(parse_file(fp, size, fmt, settings, what), what, layer_names)
+    raise UploadError(415, f"{what}: a {fmt} file holds one array; use .npz, .safetensors or "
+                      ".json for a list of layers, or per-layer W/b")
+
+
 def detect_format(filename: str | None, explicit: str | None, data: bytes, what: str) -> str:
+    """The format from ``explicit``, the file name's extension, or sniffed from the first
+    bytes ``data``."""
     if explicit:
         fmt = explicit.lower().lstrip(".")
         if fmt not in FORMATS:
@@ -77,8 +168,32 @@ def detect_format(filename: str | None, explicit: str | None, data: bytes, what:
     if len(data) >= 9 and data[8:9] == b"{":
         return "safetensors"
     ext = name.rsplit(".", 1)[-1] if "." in name else ""
-    detail = f"extension .{ext}" if ext else "no recognizable extension or content"
+    detail = f"extension .{ext[:20]!r}" if ext else "no recognizable extension or content"
     raise UploadError(415, f"{what}: unknown format ({detail}); use one of {FORMATS}")
+
+
+def parse_file(fp: BinaryIO, size: int, fmt: str, settings: Settings,
+               what: str) -> dict[str, np.ndarray]:
+    """Parse ``size`` bytes of ``fp`` (at its start) in format ``fmt``."""
+    if fmt == "npy":
+        return {"": _read_npy(fp, settings, what, available=size)}
+    if fmt == "npz":
+        return parse_npz(fp, size, settings, what)
+    if fmt == "safetensors":
+        return parse_safetensors(fp, size, settings, what)
+    if fmt == "csv":
+        return {"": parse_csv(fp, what)}
+    if fmt == "json":
+        obj = parse_json(fp.read(), what, settings.max_json_depth)
+        if isinstance(obj, dict):
+            return {str(k): json_to_array(v, f"{what}[{k!r}]") for k, v in obj.items()}
+        return {"": json_to_array(obj, what)}
+    raise UploadError(415, f"{what}: unknown format {fmt!r}")  # pragma: no cover
+
+
+def parse_arrays(data: bytes, fmt: str, settings: Settings, what: str) -> dict[str, np.ndarray]:
+    """:func:`parse_file` of bytes already in memory."""
+    return parse_file(io.BytesIO(data), len(data), fmt, settings, what)
 
 
 def _check_dtype(dtype: np.dtype, what: str) -> None:
@@ -91,6 +206,8 @@ def _check_dtype(dtype: np.dtype, what: str) -> None:
 def _check_nbytes(shape: tuple[int, ...], itemsize: int, settings: Settings, what: str) -> None:
     if any(s < 0 for s in shape):
         raise UploadError(422, f"{what}: negative dimension in shape {shape}")
+    if len(shape) > 32:
+        raise UploadError(422, f"{what}: {len(shape)} dimensions; at most 32 are accepted")
     nbytes = math.prod(shape) * itemsize
     if nbytes > settings.max_array_bytes:
         raise UploadError(
@@ -100,7 +217,29 @@ def _check_nbytes(shape: tuple[int, ...], itemsize: int, settings: Settings, wha
         )
 
 
-def _read_npy(fp: BinaryIO, settings: Settings, what: str, available: int | None) -> np.ndarray:
+def _fill(fp: BinaryIO, arr: np.ndarray) -> int:
+    """Read ``arr.nbytes`` bytes of ``fp`` into ``arr`` (C-contiguous) in chunks; the number
+    of bytes read (less at the end of the file)."""
+    view = arr.reshape(-1).view(np.uint8).data
+    need = len(view)
+    pos = 0
+    readinto = getattr(fp, "readinto", None)
+    while pos < need:
+        if readinto is not None:
+            n = readinto(view[pos : pos + CHUNK])
+        else:  # pragma: no cover - every file object we get has readinto
+            chunk = fp.read(min(CHUNK, need - pos))
+            n = len(chunk)
+            view[pos : pos + n] = chunk
+        if not n:
+            break
+        pos += n
+    return pos
+
+
+def _read_npy(fp: Any, settings: Settings, what: str, available: int) -> np.ndarray:
+    """One ``.npy`` of ``available`` bytes at the current position of ``fp``."""
+    start = fp.tell()
     try:
         version = npformat.read_magic(fp)
         if version == (1, 0):
@@ -114,34 +253,35 @@ def _read_npy(fp: BinaryIO, settings: Settings, what: str, available: int | None
     except Exception as exc:  # malformed header
         raise UploadError(422, f"{what}: not a valid .npy file ({exc})") from exc
     _check_dtype(dtype, what)
-    _check_nbytes(tuple(shape), dtype.itemsize, settings, what)
+    shape = tuple(shape)
+    _check_nbytes(shape, dtype.itemsize, settings, what)
     need = math.prod(shape) * dtype.itemsize
-    if available is not None and need > available:
+    left = available - (fp.tell() - start)
+    if need > left:
         raise UploadError(
-            422, f"{what}: .npy header announces {need} bytes of data but only {available} follow"
+            422, f"{what}: .npy header announces {need} bytes of data but only {left} follow"
         )
     try:
-        raw = fp.read(need)
-        if len(raw) != need:
-            raise ValueError(f"expected {need} bytes of data, got {len(raw)}")
-        arr = np.frombuffer(raw, dtype=dtype)
-        arr = arr.reshape(shape, order="F" if fortran else "C")
+        arr = np.empty(math.prod(shape), dtype=dtype)
+        got = _fill(fp, arr)
+        if got != need:
+            raise ValueError(f"expected {need} bytes of data, got {got}")
     except Exception as exc:
         raise UploadError(422, f"{what}: corrupt .npy data ({exc})") from exc
-    return np.array(arr)  # own, writable copy
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def parse_npy(data: bytes, settings: Settings, what: str) -> np.ndarray:
-    fp = io.BytesIO(data)
-    # available bytes after the header are checked once the header is read
-    arr = _read_npy(fp, settings, what, available=None)
-    return arr
+    return _read_npy(io.BytesIO(data), settings, what, available=len(data))
 
 
-def parse_npz(data: bytes, settings: Settings, what: str) -> dict[str, np.ndarray]:
+def parse_npz(fp: BinaryIO, size: int, settings: Settings, what: str) -> dict[str, np.ndarray]:
+    """An ``.npz`` (zip of ``.npy``): member count, every member's announced size, their total
+    and the ratio total / archive size are checked from the zip directory before anything is
+    decompressed (``zipfile`` never yields more than a member's announced size)."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+        zf = zipfile.ZipFile(fp)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise UploadError(422, f"{what}: not a valid .npz (zip) file ({exc})") from exc
     infos = zf.infolist()
     if len(infos) > settings.max_npz_members:
@@ -149,20 +289,35 @@ def parse_npz(data: bytes, settings: Settings, what: str) -> dict[str, np.ndarra
             413, f"{what}: .npz has {len(infos)} members, over the limit of "
             f"{settings.max_npz_members}"
         )
+    if len({info.filename for info in infos}) < len(infos) or len(
+            {info.header_offset for info in infos}) < len(infos):
+        raise UploadError(422, f"{what}: .npz members overlap (duplicate names or offsets)")
     total = 0
     for info in infos:
         total += info.file_size
-        if info.file_size > settings.max_array_bytes + 4096 or total > settings.max_array_bytes * 2:
+        if info.file_size > settings.max_array_bytes + 4096:
             raise UploadError(
                 413, f"{what}: .npz member {info.filename!r} announces {info.file_size} bytes, "
                 f"over the limit of {settings.max_array_bytes} bytes"
             )
+    if total > settings.max_decompressed_bytes:
+        raise UploadError(
+            413, f"{what}: .npz decompresses to {total} bytes, over the limit of "
+            f"{settings.max_decompressed_bytes} bytes"
+        )
+    if total > settings.compression_ratio_min_bytes and total > (
+            settings.max_compression_ratio * max(size, 1)):
+        raise UploadError(
+            413, f"{what}: .npz decompresses to {total} bytes from {size} "
+            f"(ratio {total / max(size, 1):.0f}), over the limit of "
+            f"{settings.max_compression_ratio:g}; upload it uncompressed (np.savez, .npy)"
+        )
     out: dict[str, np.ndarray] = {}
     for info in infos:
         name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
         try:
-            with zf.open(info) as fp:
-                out[name] = _read_npy(fp, settings, f"{what} member {name!r}",  # type: ignore[arg-type]
+            with zf.open(info) as member:
+                out[name] = _read_npy(member, settings, f"{what} member {name!r}",
                                       available=info.file_size)
         except UploadError:
             raise
@@ -173,14 +328,22 @@ def parse_npz(data: bytes, settings: Settings, what: str) -> dict[str, np.ndarra
     return out
 
 
-def parse_safetensors(data: bytes, settings: Settings, what: str) -> dict[str, np.ndarray]:
-    if len(data) < 8:
+def parse_safetensors(fp: BinaryIO, size: int, settings: Settings,
+                      what: str) -> dict[str, np.ndarray]:
+    """A ``.safetensors`` file: the JSON header is validated (dtypes, shapes against the
+    limits, offsets inside the file and not overlapping), then each tensor is read into its
+    array."""
+    if size < 8:
         raise UploadError(422, f"{what}: not a valid .safetensors file (too short)")
-    (hlen,) = struct.unpack("<Q", data[:8])
-    if hlen > min(len(data) - 8, 100_000_000):
+    (hlen,) = struct.unpack("<Q", fp.read(8))
+    if hlen > min(size - 8, MAX_SAFETENSORS_HEADER):
         raise UploadError(422, f"{what}: .safetensors header length {hlen} exceeds the file")
+    raw = fp.read(hlen)
     try:
-        header = json.loads(data[8 : 8 + hlen])
+        check_json_depth(raw, settings.max_json_depth, what)
+        header = json.loads(raw)
+    except UploadError:
+        raise
     except Exception as exc:
         raise UploadError(422, f"{what}: .safetensors header is not valid JSON ({exc})") from exc
     if not isinstance(header, dict):
@@ -189,8 +352,9 @@ def parse_safetensors(data: bytes, settings: Settings, what: str) -> dict[str, n
     if len(header) > settings.max_npz_members:
         raise UploadError(413, f"{what}: .safetensors holds {len(header)} tensors, over the "
                           f"limit of {settings.max_npz_members}")
-    body = data[8 + hlen :]
-    out: dict[str, np.ndarray] = {}
+    body_start = 8 + hlen
+    body_len = size - body_start
+    entries = []
     for name, meta in header.items():
         try:
             dtype = np.dtype(_SAFETENSORS_DTYPES[meta["dtype"]])
@@ -204,60 +368,61 @@ def parse_safetensors(data: bytes, settings: Settings, what: str) -> dict[str, n
             raise UploadError(422, f"{what}: malformed .safetensors entry {name!r}") from exc
         _check_nbytes(shape, dtype.itemsize, settings, f"{what} tensor {name!r}")
         need = math.prod(shape) * dtype.itemsize
-        if not (0 <= start <= end <= len(body)) or end - start != need:
+        if not (0 <= start <= end <= body_len) or end - start != need:
             raise UploadError(422, f"{what}: tensor {name!r} offsets do not match its shape")
-        out[name] = np.frombuffer(body[start:end], dtype=dtype.newbyteorder("<")).reshape(
-            shape).astype(dtype)
+        entries.append((start, end, name, dtype, shape))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    for (_, prev_end, prev, *_), (start, _, name, *_) in itertools.pairwise(entries):
+        if start < prev_end:
+            raise UploadError(422, f"{what}: tensors {prev!r} and {name!r} overlap")
+    out: dict[str, np.ndarray] = {}
+    for start, _, name, dtype, shape in entries:
+        arr = np.empty(math.prod(shape), dtype=dtype.newbyteorder("<"))
+        fp.seek(body_start + start)
+        if _fill(fp, arr) != arr.nbytes:  # pragma: no cover - offsets checked above
+            raise UploadError(422, f"{what}: tensor {name!r} is truncated")
+        out[name] = arr.reshape(shape).astype(dtype, copy=False)
     if not out:
         raise UploadError(422, f"{what}: .safetensors file contains no tensors")
     return out
+
+
+# --------------------------------------------------------------------------------- JSON
 
 
 def _reject_constant(name: str) -> Any:
     raise UploadError(422, f"NaN/Infinity ({name}) is not allowed")
 
 
-def json_to_array(value: Any, what: str) -> np.ndarray:
-    """Nested JSON lists of numbers -> ndarray; rejects ragged, non-numeric and non-finite."""
-
-    def shape_of(v: Any, path: str) -> tuple[int, ...]:
-        if isinstance(v, list):
-            if not v:
-                return (0,)
-            shapes = [shape_of(e, f"{path}[{i}]") for i, e in enumerate(v)]
-            first = shapes[0]
-            for i, s in enumerate(shapes):
-                if s != first:
-                    raise UploadError(
-                        422, f"{what}: ragged array: {path}[{i}] has shape {s}, expected {first}"
-                    )
-            return (len(v), *first)
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise UploadError(422, f"{what}: {path} is {json.dumps(v)[:40]}, not a number")
-        return ()
-
-    shape = shape_of(value, "")
-    try:
-        arr = np.array(value, dtype=float)
-    except (ValueError, OverflowError) as exc:
-        raise UploadError(422, f"{what}: cannot convert to a numeric array ({exc})") from exc
-    if arr.shape != shape:  # pragma: no cover - guarded by shape_of
-        raise UploadError(422, f"{what}: ragged array")
-    if all(isinstance(x, int) for x in _flatten(value)) and arr.size:
-        return np.array(value, dtype=np.int64) if np.all(np.abs(arr) < 2**62) else arr
-    return arr
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
-def _flatten(v: Any) -> list[Any]:
-    if isinstance(v, list):
-        out: list[Any] = []
-        for e in v:
-            out.extend(_flatten(e))
-        return out
-    return [v]
+def check_json_depth(data: bytes, limit: int, what: str) -> None:
+    """Refuse JSON nested deeper than ``limit`` (arrays and objects), counted on the raw bytes
+    (strings blanked out) before parsing: deep nesting would exhaust the parser's and the
+    validators' recursion."""
+    opens = data.count(b"[") + data.count(b"{")
+    if opens <= limit:
+        return
+    if b'"' in data:
+        data = _JSON_STRING.sub(b'""', data)
+    depth = 0
+    deepest = 0
+    for off in range(0, len(data), CHUNK):
+        a = np.frombuffer(data, dtype=np.uint8, count=min(CHUNK, len(data) - off), offset=off)
+        step = ((a == 0x5B) | (a == 0x7B)).astype(np.int64)
+        step -= (a == 0x5D) | (a == 0x7D)
+        level = np.cumsum(step)
+        level += depth
+        deepest = max(deepest, int(level.max()))
+        depth = int(level[-1])
+        if deepest > limit:
+            raise UploadError(
+                422, f"{what}: JSON nested deeper than the limit of {limit} levels")
 
 
-def parse_json(data: bytes, what: str) -> Any:
+def parse_json(data: bytes, what: str, max_depth: int = 32) -> Any:
+    check_json_depth(data, max_depth, what)
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except UploadError as exc:
@@ -266,65 +431,149 @@ def parse_json(data: bytes, what: str) -> Any:
         raise UploadError(422, f"{what}: not valid JSON ({exc})") from exc
     except RecursionError as exc:
         raise UploadError(422, f"{what}: JSON nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
+        raise UploadError(422, f"{what}: not valid JSON ({exc})") from exc
 
 
-def parse_csv(data: bytes, what: str) -> np.ndarray:
+def _describe(v: Any) -> str:
     try:
-        text = data.decode("utf-8-sig")
+        return json.dumps(v)[:40]
+    except (TypeError, ValueError):  # pragma: no cover - parsed JSON always dumps
+        return type(v).__name__
+
+
+def json_to_array(value: Any, what: str) -> np.ndarray:
+    """Nested JSON lists of numbers -> ndarray; rejects ragged, non-numeric and non-finite.
+    Integers only -> int64 (when they fit), otherwise float64. Iterative (no recursion)."""
+    shape: list[int] = []
+    v = value
+    while isinstance(v, list):
+        shape.append(len(v))
+        if not v:
+            break
+        v = v[0]
+    ndim = len(shape)
+    if ndim == 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UploadError(422, f"{what}: {_describe(value)}, not a number")
+    all_int = True
+    stack: list[tuple[list[Any], tuple[int, ...]]] = [(value, ())] if ndim else []
+    while stack:
+        lst, idx = stack.pop()
+        depth = len(idx)
+        path = "".join(f"[{i}]" for i in idx)
+        if len(lst) != shape[depth]:
+            raise UploadError(422, f"{what}: ragged array: {path or 'the array'} has "
+                              f"{len(lst)} elements, expected {shape[depth]}")
+        if depth == ndim - 1:
+            types = set(map(type, lst))
+            if not types <= {int, float}:
+                for i, e in enumerate(lst):
+                    if type(e) not in (int, float):
+                        if isinstance(e, list):
+                            raise UploadError(422, f"{what}: ragged array: {path}[{i}] is a "
+                                              "list where a number was expected")
+                        raise UploadError(422, f"{what}: {path}[{i}] is {_describe(e)}, "
+                                          "not a number")
+            if float in types:
+                all_int = False
+        else:
+            for i, e in enumerate(lst):
+                if not isinstance(e, list):
+                    raise UploadError(422, f"{what}: ragged array: {path}[{i}] is "
+                                      f"{_describe(e)} where a list was expected")
+                stack.append((e, (*idx, i)))
+    try:
+        arr = np.array(value, dtype=float)
+    except (ValueError, OverflowError) as exc:
+        raise UploadError(422, f"{what}: cannot convert to a numeric array ({exc})") from exc
+    if arr.shape != tuple(shape):  # pragma: no cover - guarded above
+        raise UploadError(422, f"{what}: ragged array")
+    if all_int and arr.size:
+        return np.array(value, dtype=np.int64) if np.all(np.abs(arr) < 2**62) else arr
+    return arr
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+#: a CSV number: what C's strtod reads, ASCII only, no underscores (Python's float() takes
+#: "1_000" and non-ASCII digits; CSV numbers must not)
+_CSV_NUMBER = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf(?:inity)?)", re.ASCII | re.IGNORECASE)
+
+
+def _is_number(cell: str) -> bool:
+    return _CSV_NUMBER.fullmatch(cell.strip(" \t")) is not None
+
+
+def _nonblank(lines: Iterator[str]) -> Iterator[str]:
+    for line in lines:
+        if line.strip():
+            yield line
+
+
+def parse_csv(fp: BinaryIO, what: str) -> np.ndarray:
+    """A CSV table of numbers (an optional header row of names), parsed by numpy's C reader
+    from the file line by line: memory is the float64 result (plus its growth), not Python
+    objects per cell. On failure the file is scanned again for a precise message."""
+    text = io.TextIOWrapper(fp, encoding="utf-8-sig", newline=None)  # type: ignore[arg-type]
+    try:
+        lines = _nonblank(text)
+        first = next(lines, None)
+        if first is None:
+            raise UploadError(422, f"{what}: CSV file has no rows")
+        cells = next(csv.reader([first]), [])
+        header = not any(_is_number(c) for c in cells)
+        rows = lines if header else itertools.chain([first], lines)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data"
+            arr = np.loadtxt(rows, delimiter=",", dtype=np.float64, comments=None,
+                             quotechar='"', ndmin=2)
+        failure: Exception | None = None
     except UnicodeDecodeError as exc:
         raise UploadError(422, f"{what}: CSV is not UTF-8 text ({exc})") from exc
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise UploadError(422, f"{what}: CSV file has no rows")
-
-    def num(cell: str) -> float | None:
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
-    start = 0
-    if all(num(c) is None for c in rows[0]):  # a header row of names
-        start = 1
-    width = len(rows[start]) if start < len(rows) else 0
-    values: list[list[float]] = []
-    for i in range(start, len(rows)):
-        row = rows[i]
-        if len(row) != width:
-            raise UploadError(
-                422, f"{what}: ragged CSV: line {i + 1} has {len(row)} values, expected {width}"
-            )
-        vals = []
-        for j, cell in enumerate(row):
-            v = num(cell.strip())
-            if v is None:
-                raise UploadError(
-                    422, f"{what}: non-numeric CSV value {cell[:40]!r} at line {i + 1}, "
-                    f"column {j + 1}"
-                )
-            vals.append(v)
-        values.append(vals)
-    if not values:
+    except (ValueError, csv.Error) as exc:
+        failure = exc
+    finally:
+        text.detach()  # never let the wrapper close the upload's file
+    if failure is not None:
+        fp.seek(0)
+        raise _csv_error(fp, what, failure) from failure
+    if arr.shape[0] == 0:
         raise UploadError(422, f"{what}: CSV file has a header but no data rows")
-    return np.array(values, dtype=float)
+    return arr
 
 
-def parse_arrays(data: bytes, fmt: str, settings: Settings, what: str) -> dict[str, np.ndarray]:
-    """Parse a file that may hold several named arrays; single-array formats give ``{"": a}``."""
-    if fmt == "npy":
-        return {"": parse_npy(data, settings, what)}
-    if fmt == "npz":
-        return parse_npz(data, settings, what)
-    if fmt == "safetensors":
-        return parse_safetensors(data, settings, what)
-    if fmt == "csv":
-        return {"": parse_csv(data, what)}
-    if fmt == "json":
-        obj = parse_json(data, what)
-        if isinstance(obj, dict):
-            return {str(k): json_to_array(v, f"{what}[{k!r}]") for k, v in obj.items()}
-        return {"": json_to_array(obj, what)}
-    raise UploadError(415, f"{what}: unknown format {fmt!r}")  # pragma: no cover
+def _csv_error(fp: BinaryIO, what: str, cause: Exception) -> UploadError:
+    """The first ragged or non-numeric cell of a CSV numpy refused, with its line number."""
+    text = io.TextIOWrapper(fp, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
+    try:
+        reader = csv.reader(text)
+        width: int | None = None
+        for row in reader:
+            if not row or not any(c.strip() for c in row):
+                continue
+            line = reader.line_num
+            if width is None:
+                width = len(row)
+                if not any(_is_number(c) for c in row):  # the header
+                    continue
+            if len(row) != width:
+                return UploadError(
+                    422, f"{what}: ragged CSV: line {line} has {len(row)} values, expected "
+                    f"{width}")
+            for j, cell in enumerate(row):
+                if not _is_number(cell):
+                    return UploadError(
+                        422, f"{what}: non-numeric CSV value {cell[:40]!r} at line {line}, "
+                        f"column {j + 1}")
+    except UnicodeDecodeError as exc:
+        return UploadError(422, f"{what}: CSV is not UTF-8 text ({exc})")
+    except csv.Error as exc:
+        return UploadError(422, f"{what}: malformed CSV ({exc})")
+    finally:
+        text.detach()
+    return UploadError(422, f"{what}: not a numeric CSV table ({str(cause)[:200]})")
 
 
 def pick_single(arrays: dict[str, np.ndarray], what: str) -> np.ndarray:
@@ -462,6 +711,9 @@ def validate_layers(
     for i, (W, b) in enumerate(layers):
         if W.ndim != 2:
             raise UploadError(422, f"layer {i + 1}: W must be 2-D (d_in, d_out); got {W.shape}")
+        if 0 in W.shape:
+            raise UploadError(422, f"layer {i + 1}: W has shape {W.shape}: an empty layer; "
+                              "every layer needs at least one input and one output")
         if b.ndim == 2 and 1 in b.shape:
             b = b.reshape(-1)
         if b.ndim != 1 or b.shape[0] != W.shape[1]:

@@ -31,6 +31,18 @@ class Settings(BaseSettings):
     max_npz_members: int = Field(default=64, ge=1)
     max_layers: int = Field(default=16, ge=1)
     max_predict_rows: int = Field(default=100_000, ge=1)
+    #: total size the members of an ``.npz`` announce (decompressed), checked before reading
+    max_decompressed_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    #: largest decompressed / compressed size ratio of an ``.npz`` upload ...
+    max_compression_ratio: float = Field(default=100.0, ge=1)
+    #: ... once it decompresses to more than this many bytes (small archives may compress
+    #: arbitrarily well)
+    compression_ratio_min_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    #: nesting depth of uploaded ``.json`` files (and ``.safetensors`` headers)
+    max_json_depth: int = Field(default=32, ge=2, le=200)
+    #: uploads parsed and stored at the same time (worker threads); more wait their turn,
+    #: their bodies already spooled to temporary files
+    max_concurrent_uploads: int = Field(default=2, ge=1)
 
     # solve limits
     max_dictionary_columns: int = Field(default=2_000_000, ge=1)

@@ -8,13 +8,22 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.api.deps import OwnerDep, SessionDep, SettingsDep
-from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page, read_arrays
+from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page
+from app.core.config import Settings
 from app.models import Dataset
 from app.schemas import DatasetOut, Page
 from app.storage import delete_if_orphan, get_array, get_blob_bytes, put_array
-from app.uploads import UploadError, pick_single, validate_dataset
+from app.uploads import (
+    UploadError,
+    check_text,
+    pick_single,
+    read_upload,
+    run_upload,
+    validate_dataset,
+)
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERRORS)
 
@@ -55,23 +64,39 @@ async def upload_dataset(
     Formats: ``.npy``, ``.npz``, ``.csv``, ``.json``, ``.safetensors`` (by extension, by the
     ``x_format``/``y_format`` fields, or sniffed). Arrays are validated (numeric, finite,
     rectangular, matching n) and stored as content-addressed ``.npy`` blobs. Uploading the
-    same content again returns the existing dataset with 200.
+    same content again returns the existing dataset with 200. The files are parsed and stored
+    in a worker thread: a big upload does not hold up other requests.
     """
+    check_text(name, "name")
     if file is not None:
         if X is not None or y is not None:
             raise UploadError(422, "send either 'file' or both 'X' and 'y', not both")
-        arrays = await read_arrays(file, x_format, settings, "file")
+    elif X is None or y is None:
+        raise UploadError(422, "both files 'X' and 'y' are required (or one 'file')")
+    return await run_upload(settings, store_dataset, session, owner, settings, X, y, file, name,
+                            x_format, y_format)
+
+
+def store_dataset(
+    session: Session, owner: str, settings: Settings, X: UploadFile | None,
+    y: UploadFile | None, file: UploadFile | None, name: str | None, x_format: str | None,
+    y_format: str | None,
+) -> DatasetOut | JSONResponse:
+    """Parse, validate and store an uploaded dataset (synchronous: runs in a worker thread)."""
+    if file is not None:
+        arrays = read_upload(file.file, file.filename, x_format, settings, "file")
         keys = {k.lower(): k for k in arrays}
         if "x" not in keys or "y" not in keys:
             raise UploadError(
-                422, f"file must hold arrays named 'X' and 'y'; found {sorted(arrays)}")
+                422, f"file must hold arrays named 'X' and 'y'; found {sorted(arrays)[:8]}")
         x_arr, y_arr = arrays[keys["x"]], arrays[keys["y"]]
+        del arrays
     else:
-        if X is None or y is None:
-            raise UploadError(422, "both files 'X' and 'y' are required (or one 'file')")
-        x_arr = pick_single(await read_arrays(X, x_format, settings, "X"), "X")
-        y_arr = pick_single(await read_arrays(y, y_format, settings, "y"), "y")
+        assert X is not None and y is not None
+        x_arr = pick_single(read_upload(X.file, X.filename, x_format, settings, "X"), "X")
+        y_arr = pick_single(read_upload(y.file, y.filename, y_format, settings, "y"), "y")
     Xc, yc = validate_dataset(x_arr, y_arr)
+    del x_arr, y_arr
     xb = put_array(session, Xc)
     yb = put_array(session, yc)
     content_hash = hashlib.sha256(f"{xb.sha256}:{yb.sha256}".encode()).hexdigest()

@@ -7,21 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from app.api.deps import OwnerDep, SessionDep, SettingsDep
-from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page, read_arrays
+from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page
 from app.api.routes.datasets import get_owned as get_owned_dataset
+from app.core.config import Settings
 from app.models import Job, WeightSet
 from app.schemas import LayerShape, Page, WeightSetOut
 from app.storage import delete_if_orphan, get_array, put_array
 from app.uploads import (
     UploadError,
-    detect_format,
-    layers_from_arrays,
-    layers_from_json,
-    parse_arrays,
-    parse_json,
-    read_limited,
+    check_text,
+    read_layers,
+    read_upload,
+    run_upload,
     validate_layers,
 )
 
@@ -65,24 +65,14 @@ async def upload_weights(
 ) -> WeightSetOut:
     """Upload trained weights; layer shapes must chain, and the first layer's input size must
     equal the dataset's ``d`` when ``dataset_id`` is given. Stored (and downloaded) as
-    ``W1, b1, W2, b2, ...`` in (d_in, d_out) layout whatever the upload's naming."""
+    ``W1, b1, W2, b2, ...`` in (d_in, d_out) layout whatever the upload's naming. Parsed and
+    stored in a worker thread."""
+    for value, field in ((dataset_id, "dataset_id"), (name, "name"), (layer_names, "layer_names")):
+        check_text(value, field)
     order = [p.strip() for p in layer_names.split(",") if p.strip()] if layer_names else None
-    d = None
-    if dataset_id:
-        d = get_owned_dataset(session, owner, dataset_id).d
     if file is not None:
         if W or b:
             raise UploadError(422, "send either 'file' or per-layer 'W'/'b' files, not both")
-        data = await read_limited(file, settings.max_upload_bytes, "file")
-        fmt = detect_format(file.filename, format, data, "file")
-        if fmt == "json":
-            layers = layers_from_json(parse_json(data, "file"), "file", order)
-        elif fmt in ("npz", "safetensors"):
-            layers = layers_from_arrays(parse_arrays(data, fmt, settings, "file"), "file",
-                                        order)
-        else:
-            raise UploadError(415, f"file: a {fmt} file holds one array; use .npz, "
-                              ".safetensors or .json for a list of layers, or per-layer W/b")
     else:
         if not W or not b:
             raise UploadError(422, "weights required: 'file', or per-layer files 'W' and 'b'")
@@ -93,10 +83,27 @@ async def upload_weights(
             raise UploadError(422, f"{len(W)} W files but {len(b)} b files")
         if len(W) > settings.max_layers:
             raise UploadError(422, f"{len(W)} layers exceed the limit of {settings.max_layers}")
+    return await run_upload(settings, store_weights, session, owner, settings, file, W, b,
+                            dataset_id, name, format, order)
+
+
+def store_weights(
+    session: Session, owner: str, settings: Settings, file: UploadFile | None,
+    W: list[UploadFile] | None, b: list[UploadFile] | None, dataset_id: str | None,
+    name: str | None, format: str | None, order: list[str] | None,
+) -> WeightSetOut:
+    """Parse, validate and store uploaded weights (synchronous: runs in a worker thread)."""
+    d = None
+    if dataset_id:
+        d = get_owned_dataset(session, owner, dataset_id).d
+    if file is not None:
+        layers = read_layers(file.file, file.filename, format, settings, "file", order)
+    else:
+        assert W is not None and b is not None
         layers = []
         for i, (wf, bf) in enumerate(zip(W, b, strict=True)):
-            wa = await read_arrays(wf, format, settings, f"W[{i}]")
-            ba = await read_arrays(bf, format, settings, f"b[{i}]")
+            wa = read_upload(wf.file, wf.filename, format, settings, f"W[{i}]")
+            ba = read_upload(bf.file, bf.filename, format, settings, f"b[{i}]")
             if len(wa) != 1 or len(ba) != 1:
                 raise UploadError(422, f"layer {i + 1}: each W/b file must hold one array")
             layers.append((next(iter(wa.values())), next(iter(ba.values()))))
