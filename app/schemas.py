@@ -21,6 +21,29 @@ JobKind = Literal["solve", "polish"]
 Loss = Literal["squared", "logistic", "hinge", "softmax"]
 
 
+def _db_text(value: Any) -> Any:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL (0x00) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
+    return value
+
+
+def _exact_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer (not a boolean, float or string)")
+    return value
+
+
+#: an id in a JSON body (looked up in the database as text)
+IdStr = Annotated[str, BeforeValidator(_db_text), Field(min_length=1, max_length=64)]
+#: ``p`` of the objective: exactly the integer 1 or 2 (``true`` and ``1.0`` are refused)
+NormP = Annotated[Literal[1, 2], BeforeValidator(_exact_int)]
+
+
 class ErrorBody(BaseModel):
     detail: Any = Field(description="What is wrong with the request")
 
@@ -56,12 +79,14 @@ class WeightSetOut(BaseModel):
 
 
 class SolveParams(BaseModel):
-    """Parameters of a convex solve (see ``wedgenet.solve``) and how the service runs it."""
+    """Parameters of a convex solve (see ``wedgenet.solve``) and how the service runs it.
+    Strict: numbers and booleans must be JSON numbers and booleans (an integer is a valid
+    float), never strings or booleans standing in for numbers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     loss: Loss = "squared"
-    p: Literal[1, 2] = 1
+    p: NormP = 1
     bias: bool = True
     lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
     source: Literal["auto", "exhaustive", "sample", "search"] = Field(
@@ -102,12 +127,13 @@ class SolveParams(BaseModel):
 
 
 class PolishParams(BaseModel):
-    """Parameters of polishing a trained network (see ``wedgenet.polish``)."""
+    """Parameters of polishing a trained network (see ``wedgenet.polish``); strict like
+    :class:`SolveParams`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     loss: Loss = "squared"
-    p: Literal[1, 2] = 1
+    p: NormP = 1
     bias: bool = True
     lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
     refit: Literal["union", "polished", "original"] = Field(
@@ -128,7 +154,7 @@ class SolveJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["solve"] = "solve"
-    dataset_id: str = Field(min_length=1, max_length=64)
+    dataset_id: IdStr
     params: SolveParams = Field(default_factory=SolveParams)
 
 
@@ -138,9 +164,8 @@ class PolishJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["polish"]
-    dataset_id: str = Field(min_length=1, max_length=64)
-    weights_id: str = Field(min_length=1, max_length=64,
-                            description="id of the weight set to polish")
+    dataset_id: IdStr
+    weights_id: IdStr = Field(description="id of the weight set to polish")
     params: PolishParams = Field(default_factory=PolishParams)
 
 
@@ -508,7 +533,8 @@ class NetworkOut(BaseModel):
 
 
 class PredictIn(BaseModel):
-    X: list[list[float]] = Field(description="rows of inputs, shape (n, d)")
+    X: list[list[Annotated[float, Field(strict=True, allow_inf_nan=False)]]] = Field(
+        description="rows of inputs, shape (n, d): finite JSON numbers")
 
 
 class PredictOut(BaseModel):
