@@ -293,24 +293,25 @@ def _sha256(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _finish(args: argparse.Namespace, result: SolveResult | PolishResult, X: np.ndarray,
-            y: np.ndarray) -> None:
+def _report(args: argparse.Namespace, result: SolveResult | PolishResult, X: np.ndarray,
+            y: np.ndarray, summary: Any) -> int:
+    """Write the output file (if any), then the JSON or the human summary."""
     if args.output:
         write_output(args.output, result, loss=args.loss, dataset_sha256=_sha256(X, y))
         if not args.quiet and not args.json:
             print(f"wrote {args.output}", file=sys.stderr)
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        summary(result)
+    return 0
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
     check_output(args.output)
     result, X, y = _run_solve(args)
-    _finish(args, result, X, y)
-    if args.json:
-        json.dump(result.to_dict(), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print_summary(result)
-    return 0
+    return _report(args, result, X, y, print_summary)
 
 
 def cmd_polish(args: argparse.Namespace) -> int:
@@ -325,13 +326,7 @@ def cmd_polish(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction, seed=args.seed,
     )
     progress(1.0, "done")
-    _finish(args, result, X, y)
-    if args.json:
-        json.dump(result.to_dict(), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print_polish_summary(result)
-    return 0
+    return _report(args, result, X, y, print_polish_summary)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@ soon after the cancel, its pool process goes idle, and the next job runs at once
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import numpy as np
@@ -11,13 +10,9 @@ import pytest
 
 from app.client import WedgenetClient
 from tests.conftest import KEY_A, small_problem
+from tests.integration.conftest import children as _children
 
 pytestmark = pytest.mark.integration
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def _cpu_seconds(pid: int) -> float:

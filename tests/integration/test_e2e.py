@@ -15,7 +15,7 @@ import pytest
 
 from app.client import WedgenetClient, WedgenetError
 from tests.conftest import KEY_A, KEY_B, small_problem
-from tests.integration.conftest import count_networks, free_port
+from tests.integration.conftest import children, count_networks, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -168,18 +168,13 @@ def test_embedded_default(tmp_path: Path, stack_factory) -> None:
     assert (data / "wedgenet.db").exists()
     assert "dev-key" in st.logs(tail=10**7)
     api = st.procs[0]
-    worker = _children(api.pid)
+    worker = children(api.pid)
     assert len(worker) == 1, worker
-    pids = worker + _children(worker[0])  # the worker's main process and its pool child
+    pids = worker + children(worker[0])  # the worker's main process and its pool child
     api.send_signal(signal.SIGTERM)  # serve stops its worker process group itself
     api.wait(timeout=40)
     time.sleep(0.5)
     assert [p for p in pids if _alive(p)] == [], "serve left worker processes running"
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def _alive(pid: int) -> bool:
