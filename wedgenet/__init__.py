@@ -27,6 +27,7 @@ from wedgenet.solve import (
     solve,
     solve_path,
 )
+from wedgenet.threelayer import ThreeLayerResult, solve_three_layer
 
 __all__ = [
     "ArrangementBound",
@@ -50,6 +51,8 @@ __all__ = [
     "polish_layer",
     "solve",
     "solve_path",
+    "solve_three_layer",
+    "ThreeLayerResult",
     "sample_index_sets",
     "seed_index_sets",
     "price_range",

@@ -175,7 +175,8 @@ def warm_up(*, verbose: bool = False) -> float:
     already; either way it is in memory afterwards, so a process that forks workers after
     the warm-up hands them compiled code. (Measured: after the warm-up no further signature
     is compiled by solves with float32, int, Fortran-ordered or strided inputs, warm starts,
-    regularization paths, ``price_range``, polishing of MLPs or the estimators.)
+    regularization paths, ``price_range``, polishing of MLPs or the estimators.) It also
+    runs :func:`wedgenet.solve_three_layer` with and without first-layer biases.
 
     Rule for new kernels: the warm-up names no kernel, it only calls public entry points, so
     a kernel added anywhere in the package is covered as soon as one of these calls reaches
@@ -213,6 +214,13 @@ def warm_up(*, verbose: bool = False) -> float:
         wedgenet.polish(kw.pop("X"), kw.pop("y"), kw.pop("layers"), lam=0.05, **kw)
         if verbose:
             log.info("warm-up: %s %.2f s", label, time.perf_counter() - t)
+    t = time.perf_counter()
+    rng = np.random.default_rng(2)
+    X3 = rng.normal(size=(8, 2))
+    for bias in (True, False):  # three-layer pricing (wedgenet/threelayer/pricing.py)
+        wedgenet.solve_three_layer(X3, np.sin(2 * X3[:, 0]), lam=0.05, bias=bias)
+    if verbose:
+        log.info("warm-up: three-layer solves %.2f s", time.perf_counter() - t)
     t = time.perf_counter()
     _restricted_solvers()
     if verbose:
