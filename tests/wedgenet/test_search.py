@@ -179,3 +179,23 @@ def test_search_with_more_features_than_samples() -> None:
     assert res.network.neurons and all(nr.index_set is not None for nr in res.network.neurons)
     obj = wn.network_objective(res.network, X, y, lam=0.1, p=1)
     assert obj == pytest.approx(res.primal_objective, rel=1e-8)
+
+
+@pytest.mark.parametrize(("p", "bias"), [(2, True), (1, True), (1, False)])
+def test_snap_gives_valid_columns_near_each_neuron_for_every_spread(p: int, bias: bool) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 4)) * np.array([1.0, 10.0, 0.1, 1.0])  # badly scaled features
+    D = WedgeDictionary(X, p=p, bias=bias, source="sample", n_hyperplanes=10)
+    search = HyperplaneSearch(D)
+    W = rng.normal(size=(4, 6))
+    b = rng.normal(size=6) if bias else np.zeros(6)
+    normals = np.concatenate([W.T, b[:, None]], axis=1)
+    nearest = search.snap(normals, spreads=(1e-8,))
+    both = search.snap(normals)
+    assert 0 < len(nearest) <= 6 and len(nearest) <= len(both) <= 12
+    keys = {tuple(s) for s in both.subsets}
+    assert all(tuple(s) in keys for s in nearest.subsets)
+    for subset, normal in zip(both.subsets, both.normals, strict=True):
+        # a dictionary column: the hyperplane passes through its index set
+        assert D.residual(subset, normal) < 1e-9
+        assert abs(np.linalg.norm(normal[:-1], ord=p) - 1.0) < 1e-12
