@@ -6,7 +6,8 @@ Everything here returns bytes or plain dictionaries (no files are written):
   Linear, ...)`` (``"0.weight"`` of shape (out, in), ``"0.bias"``, ``"2.weight"``, ...), so
   ``model.load_state_dict({k: torch.from_numpy(v) ...})`` loads them.
 * :func:`model_card`: what produced the network (wedgenet version, parameters, dataset hash,
-  objective, dual bound, gap, certified, and every neuron's index set and formula).
+  objective, dual bound, gap, certified, and every neuron's index set and formula);
+  :func:`card_from_dict` builds the same card from a stored ``to_dict()`` (the service).
 * :func:`to_safetensors`: the state dict, with the model card as JSON in the header's
   ``__metadata__`` (key ``"wedgenet_model_card"``).
 * :func:`to_onnx`: an ONNX graph (``MatMul``, ``Add``, ``Relu``; optionally ``Sigmoid`` or
@@ -66,10 +67,26 @@ def model_card(
     extra : dict, optional
         Further fields (e.g. the service's job and network ids).
     """
+    return card_from_dict(result.to_dict(), dataset_sha256=dataset_sha256, extra=extra)
+
+
+def card_from_dict(
+    data: dict[str, Any],
+    *,
+    dataset_sha256: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The model card of :func:`model_card` from a result's ``to_dict()`` (or a stored copy
+    of it with the same keys, e.g. the service's network summary plus its neurons).
+
+    A solve is recognized by ``primal_objective``: it needs ``params``, ``primal_objective``,
+    ``dual_objective``, ``relative_gap``, ``certified`` and ``network.neurons``; a polish
+    needs ``params``, ``objective_before``, ``objective_after`` and ``neurons`` (its neuron
+    reports). Other keys of a solve's ``to_dict()`` are read when present (``None`` when not).
+    """
     from wedgenet import __version__
 
     card: dict[str, Any] = {"wedgenet_version": __version__, "dataset_sha256": dataset_sha256}
-    data = result.to_dict()
     if "primal_objective" in data:  # a solve
         card.update(
             kind="solve",
@@ -78,13 +95,13 @@ def model_card(
             dual_bound=data["dual_objective"],
             relative_gap=data["relative_gap"],
             certified=data["certified"],
-            certifies_network=data["certifies_network"],
-            scanned=data["scanned"],
-            certificate_note=data["certificate_note"],
-            classes=data["classes"],
+            certifies_network=data.get("certifies_network"),
+            scanned=data.get("scanned"),
+            certificate_note=data.get("certificate_note"),
+            classes=data.get("classes"),
             neurons=[
-                {"index_set": nr["index_set"], "formula": nr["formula"],
-                 "residual": nr["residual"]}
+                {"index_set": nr.get("index_set"), "formula": nr.get("formula", ""),
+                 "residual": nr.get("residual")}
                 for nr in data["network"]["neurons"]
             ],
         )
@@ -94,11 +111,12 @@ def model_card(
             parameters=data["params"],
             objective_before=data["objective_before"],
             objective=data["objective_after"],
-            refit_relative_gap=data["refit_gap"],
+            refit_relative_gap=data.get("refit_gap"),
             certified=False,
+            classes=data.get("classes"),
             neurons=[
-                {"layer": r["layer"], "kind": r["kind"], "index_set": r["index_set"],
-                 "formula": r["formula"], "residual": r["residual"]}
+                {"layer": r.get("layer"), "kind": r.get("kind"), "index_set": r.get("index_set"),
+                 "formula": r.get("formula", ""), "residual": r.get("residual")}
                 for r in data["neurons"]
             ],
         )
