@@ -253,9 +253,10 @@ def print_polish_summary(result: PolishResult, out: Any = None) -> None:
     print(f"objective after       {result.objective_after:.10g}", file=out)
     print(f"refit                 {result.refit}, selected {result.selected}, gap "
           f"{result.refit_gap:.2e}, solver {result.refit_solver}", file=out)
-    for part, values in result.metrics.items():
-        text = ", ".join(f"{k} {v['before']:.4g} -> {v['after']:.4g}"
-                         if isinstance(v, dict) else f"{k} {v}" for k, v in values.items())
+    for part, values in result.metrics.items():  # {"before": {metric: value}, "after": ...}
+        before, after = values.get("before", {}), values.get("after", {})
+        text = ", ".join(f"{k} {before[k]:.4g} -> {after.get(k, float('nan')):.4g}"
+                         for k in before)
         print(f"{part:<21} {text}", file=out)
     kept = [r for r in result.neurons if r.kind == "polished" and r.survived]
     print(f"polished neurons kept {len(kept)}", file=out)
