@@ -128,6 +128,10 @@ class WedgenetClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.post(f"/jobs/{job_id}/cancel"))  # type: ignore[no-any-return]
 
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job and its network (HTTP 409 while it is queued or running)."""
+        self._check(self.http.delete(f"/jobs/{job_id}"))
+
     def wait(self, job_id: str, timeout: float = 300.0,
              on_progress: Callable[[dict[str, Any]], None] | None = None,
              poll: float = 0.2, raise_on_failure: bool = True) -> dict[str, Any]:
@@ -147,17 +151,38 @@ class WedgenetClient:
             time.sleep(poll)
 
     # networks
+    def networks(self, *, include_neurons: bool = False, **params: Any) -> dict[str, Any]:
+        """One page of network briefs (``limit``, ``offset``); neurons only when asked for."""
+        if include_neurons:
+            params["include"] = "neurons"
+        return self._check(self.http.get("/networks", params=params))  # type: ignore[no-any-return]
+
     def network(self, network_id: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/networks/{network_id}"))  # type: ignore[no-any-return]
 
-    def predict(self, network_id: str, X: Any) -> np.ndarray:
+    def delete_network(self, network_id: str) -> None:
+        self._check(self.http.delete(f"/networks/{network_id}"))
+
+    def predict(self, network_id: str, X: Any, *, full: bool = False) -> Any:
+        """The raw outputs as an array; ``full=True``: the whole response (``outputs`` and,
+        for classifiers, ``labels``, ``classes`` and ``probabilities``)."""
         body = {"X": np.asarray(X, dtype=float).tolist()}
         out = self._check(self.http.post(f"/networks/{network_id}/predict", json=body))
-        return np.asarray(out["outputs"], dtype=float)
+        return out if full else np.asarray(out["outputs"], dtype=float)
 
-    def export(self, network_id: str, format: str = "npz") -> bytes:
+    def export(self, network_id: str, format: str = "npz", **params: Any) -> Any:
+        """``npz``, ``safetensors`` or ``onnx`` bytes (``output="probabilities"`` for ONNX),
+        or ``card``: the model card as a dict."""
+        return self._check(self.http.get(
+            f"/networks/{network_id}/export", params={"format": format, **params}))
+
+    def plot(self, network_id: str, format: str = "png", neuron: int | None = None) -> bytes:
+        """PNG or SVG bytes of a network on 2-D inputs (``neuron``: highlight it)."""
+        params: dict[str, Any] = {"format": format}
+        if neuron is not None:
+            params["neuron"] = neuron
         return self._check(self.http.get(  # type: ignore[no-any-return]
-            f"/networks/{network_id}/export", params={"format": format}))
+            f"/networks/{network_id}/plot", params=params))
 
     def neurons(self, sample: int, **params: Any) -> dict[str, Any]:
         return self._check(self.http.get(  # type: ignore[no-any-return]

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import HTTPException
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.core.config import Settings
-from app.models import Dataset, Job, Network, Neuron, NeuronSample, WeightSet, utcnow
+from app.models import (
+    Dataset,
+    Job,
+    Network,
+    Neuron,
+    NeuronSample,
+    PricingPart,
+    PricingRound,
+    WeightSet,
+    utcnow,
+)
 from app.schemas import (
     JobCreate,
     NeuronExtra,
@@ -119,48 +130,87 @@ def check_labels(session: Session, loss: str, ds: Dataset) -> int:
     if loss == "softmax":
         if ds.outputs != 1 or not ds.y_dtype.startswith("int"):
             raise Invalid("loss='softmax' needs integer class labels y of shape (n,)")
-        return int(np.unique(get_array(session, ds.y_sha256)).size)
+        n_classes = int(np.unique(get_array(session, ds.y_sha256)).size)
+        if n_classes < 2:
+            raise Invalid(f"loss='softmax' needs at least 2 distinct class labels in y; the "
+                          f"dataset's y has {n_classes}")
+        return n_classes
     return int(ds.outputs)
 
 
-def check_solve(session: Session, body: SolveJobCreate, ds: Dataset, settings: Settings) -> None:
-    """Reject parameters the engine would refuse, with a message saying what to change."""
+def _dictionary_size(session: Session, ds: Dataset, p: int, bias: bool) -> int:
+    """Columns of the exact dictionary, as the engine counts them: ``p = 1`` from ``n`` and
+    ``d``; ``p = 2`` from the rank of the data (one small SVD, as ``wedgenet.solve`` does),
+    so ``source="auto"`` resolves here exactly as in the worker."""
     import wedgenet
+    from wedgenet.dictionary import WedgeDictionary
 
+    if p == 1:
+        return int(wedgenet.dictionary_size(ds.n, ds.d, p=1, bias=bias))
+    X = get_array(session, ds.x_sha256)
+    try:
+        return int(WedgeDictionary(X, p=2, bias=bias).size)
+    except wedgenet.WedgeNetError as exc:
+        raise Invalid(f"p=2, bias={bias} cannot be solved on dataset {ds.id!r}: {exc}") from None
+
+
+def check_solve(session: Session, body: SolveJobCreate, ds: Dataset, settings: Settings) -> None:
+    """Reject parameters the engine would refuse (or silently ignore when they were asked
+    for explicitly), with a message naming the parameter to change. Everything
+    ``wedgenet.solve`` checks that can be checked without solving is checked here, so a
+    queued job fails later only on what the engine finds while running."""
     prm = body.params
+    given = prm.model_fields_set
     check_labels(session, prm.loss, ds)
-    size = int(wedgenet.dictionary_size(ds.n, ds.d, p=prm.p, bias=prm.bias))
+    if prm.bias and ds.n < 2:
+        raise Invalid(f"bias=true needs at least 2 distinct samples; dataset {ds.id!r} has "
+                      f"n={ds.n} (one sample defines no hyperplane): use bias=false")
+    if prm.source == "sample" and prm.n_columns is None:
+        raise Invalid("source='sample' needs n_columns (the number of random hyperplanes "
+                      "to sample)")
+    if prm.scan_parts > settings.max_scan_parts:
+        raise Invalid(f"scan_parts={prm.scan_parts} exceeds the limit of "
+                      f"{settings.max_scan_parts}")
+    if prm.solver == "cvxpy":
+        if prm.scan_parts > 1:
+            raise Invalid("scan_parts > 1 needs solver='auto' or 'workingset' (the cvxpy "
+                          "reference solver does not scan the dictionary)")
+        if prm.warm_start != "none":
+            raise Invalid("warm_start needs solver='auto' or 'workingset' (the cvxpy "
+                          "reference solver has no working set to seed)")
+        if "max_time" in given and prm.max_time is not None:
+            raise Invalid("max_time needs solver='auto' or 'workingset' (it stops column "
+                          "generation; the cvxpy reference solver runs to the end)")
+    if prm.n_columns is not None and prm.n_columns > settings.max_dictionary_columns:
+        raise Invalid(f"n_columns={prm.n_columns} exceeds the limit of "
+                      f"{settings.max_dictionary_columns}")
+    if prm.source == "sample":
+        return
+    size = _dictionary_size(session, ds, prm.p, prm.bias)
     limit = min(prm.max_columns, settings.max_dictionary_columns)
     source = prm.source
     if source == "auto":
         source = "exhaustive" if size <= limit else "search"
+    how = ("" if prm.source != "auto" else
+           f"source='auto' resolves to {source!r} here (the exact dictionary has about "
+           f"{size} columns, limit {limit}); ")
     if source == "exhaustive":
         if prm.n_columns is not None:
-            raise Invalid("n_columns is only used with source='sample' or 'search'")
+            raise Invalid(f"{how}n_columns is only used with source='sample' or 'search'")
         if size > limit:
             raise Invalid(
                 f"the exhaustive dictionary for n={ds.n}, d={ds.d} (p={prm.p}, "
-                f"bias={prm.bias}) has about {size} columns, over the limit of {limit}; "
-                "use source='search' (or 'auto')")
-    elif prm.n_columns is not None and prm.n_columns > settings.max_dictionary_columns:
-        raise Invalid(f"n_columns={prm.n_columns} exceeds the limit of "
-                      f"{settings.max_dictionary_columns}")
-    if source == "search":
+                f"bias={prm.bias}) has about {size} columns, over the limit of {limit} "
+                "(max_columns, WEDGENET_MAX_DICTIONARY_COLUMNS); use source='search' (or "
+                "'auto')")
+    else:  # searched
         if prm.solver == "cvxpy":
-            raise Invalid(f"the dictionary (about {size} columns) is searched, not "
-                          "materialized: use solver='auto' or 'workingset'")
+            raise Invalid(f"{how}solver='cvxpy' needs a dictionary it can materialize; the "
+                          f"dictionary (about {size} columns) is searched: use solver='auto' "
+                          "or 'workingset'")
         if prm.scan_parts > 1:
-            raise Invalid(f"scan_parts > 1 splits full scans; the dictionary (about {size} "
-                          "columns) is searched, not scanned")
-    if prm.scan_parts > settings.max_scan_parts:
-        raise Invalid(f"scan_parts={prm.scan_parts} exceeds the limit of "
-                      f"{settings.max_scan_parts}")
-    if prm.solver == "cvxpy" and prm.scan_parts > 1:
-        raise Invalid("scan_parts > 1 needs solver='auto' or 'workingset' (the cvxpy "
-                      "reference solver does not scan the dictionary)")
-    if prm.solver == "cvxpy" and prm.warm_start != "none":
-        raise Invalid("warm_start needs solver='auto' or 'workingset' (the cvxpy reference "
-                      "solver has no working set to seed)")
+            raise Invalid(f"{how}scan_parts > 1 splits full scans; the dictionary (about "
+                          f"{size} columns) is searched, not scanned: use scan_parts=1")
 
 
 def check_polish(session: Session, body: PolishJobCreate, ds: Dataset, ws: WeightSet) -> None:
@@ -279,19 +329,74 @@ def cancel_job(session: Session, owner: str, job_id: str) -> Job:
     return job
 
 
+#: job states a job can be deleted in (queued and running jobs must be cancelled first)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def delete_job(session: Session, owner: str, job_id: str) -> None:
+    """Delete a finished job and its network (neurons, index-set rows) and any pricing rounds
+    left behind; :class:`Conflict` while it is queued or running (cancel it first). The
+    network goes with the job: it is the job's result (one per job, ``networks.job_id`` is
+    unique and required)."""
+    job = get_job(session, owner, job_id)
+    if job.state not in FINISHED:
+        raise Conflict(f"job {job_id!r} is {job.state}; cancel it first (POST "
+                       f"/jobs/{job_id}/cancel), then delete it")
+    _delete_networks(session, select(Network.id).where(Network.job_id == job.id))
+    rounds = select(PricingRound.id).where(PricingRound.job_id == job.id)
+    session.execute(delete(PricingPart).where(PricingPart.round_id.in_(rounds)),
+                    execution_options={"synchronize_session": False})
+    session.execute(delete(PricingRound).where(PricingRound.job_id == job.id),
+                    execution_options={"synchronize_session": False})
+    res = session.execute(delete(Job).where(Job.id == job.id, Job.state.in_(FINISHED)),
+                          execution_options={"synchronize_session": False})
+    if res.rowcount == 0:  # type: ignore[attr-defined]
+        session.rollback()
+        raise Conflict(f"job {job_id!r} changed state meanwhile; try again")
+    session.commit()
+    session.expunge_all()
+
+
 # -------------------------------------------------------------------------------------- networks
-def get_network(session: Session, owner: str, network_id: str) -> Network:
-    net = session.scalar(select(Network).where(Network.id == network_id)
-                         .options(selectinload(Network.neurons)))
+def get_network(session: Session, owner: str, network_id: str,
+                with_neurons: bool = True) -> Network:
+    q = select(Network).where(Network.id == network_id)
+    if with_neurons:
+        q = q.options(selectinload(Network.neurons))
+    net = session.scalar(q)
     if net is None or net.owner != owner:
         raise NotFound("network", network_id)
     return net
 
 
-def list_networks(session: Session, owner: str, limit: int,
-                  offset: int) -> tuple[int, list[Network]]:
-    q = select(Network).where(Network.owner == owner).options(selectinload(Network.neurons))
+def list_networks(session: Session, owner: str, limit: int, offset: int,
+                  with_neurons: bool = False) -> tuple[int, list[Network]]:
+    """One page of the owner's networks, newest first; their neurons only when asked for."""
+    q = select(Network).where(Network.owner == owner)
+    if with_neurons:
+        q = q.options(selectinload(Network.neurons))
     return page(session, q, (Network.created_at.desc(), Network.id), limit, offset)
+
+
+def _delete_networks(session: Session, ids: Select[Any]) -> None:
+    """Delete the networks whose ids ``ids`` selects, with their neurons and index-set rows
+    (explicitly, child rows first: the same on every backend, foreign keys enforced or not).
+    The caller commits."""
+    neurons = select(Neuron.id).where(Neuron.network_id.in_(ids))
+    opts = {"synchronize_session": False}
+    session.execute(delete(NeuronSample).where(NeuronSample.neuron_id.in_(neurons)),
+                    execution_options=opts)
+    session.execute(delete(Neuron).where(Neuron.network_id.in_(ids)), execution_options=opts)
+    session.execute(delete(Network).where(Network.id.in_(ids)), execution_options=opts)
+
+
+def delete_network(session: Session, owner: str, network_id: str) -> None:
+    """Delete a network with its neurons and index-set rows. Its job stays (finished, with
+    no network any more)."""
+    net = get_network(session, owner, network_id, with_neurons=False)
+    _delete_networks(session, select(Network.id).where(Network.id == net.id))
+    session.commit()
+    session.expunge_all()
 
 
 def summary_of(net: Network) -> ResultSummary:
@@ -353,6 +458,190 @@ def predict(net: Network, rows: list[list[float]], settings: Settings) -> np.nda
     if not np.all(np.isfinite(out)):
         raise Invalid("outputs overflow for this X")
     return np.asarray(out)
+
+
+def _as_labels(classes: list[Any], y_dtype: str | None) -> list[Any]:
+    """Class labels as the dataset stores them: the worker trains binary losses on a float
+    copy of y, so integer labels come back as 3.0; integer datasets get 3 again."""
+    if y_dtype is not None and y_dtype.startswith("int"):
+        return [int(c) if isinstance(c, float) and c.is_integer() else c for c in classes]
+    return classes
+
+
+def classes_of(session: Session, net: Network) -> list[Any] | None:
+    """The class labels of a classification network, in the order of its outputs (``None``
+    for regression): stored with the result (``summary.classes``); for results stored
+    without them, the distinct labels of the training dataset while it exists."""
+    return classes_of_many(session, [net])[net.id]
+
+
+def classes_of_many(session: Session, nets: Sequence[Network]) -> dict[str, list[Any] | None]:
+    """:func:`classes_of` for several networks (one query for their datasets)."""
+    ds_ids = {n.dataset_id for n in nets if n.dataset_id}
+    dtypes: dict[str, str] = {}
+    if ds_ids:
+        dtypes = {i: t for i, t in session.execute(
+            select(Dataset.id, Dataset.y_dtype).where(Dataset.id.in_(ds_ids)))}
+    out: dict[str, list[Any] | None] = {}
+    for net in nets:
+        summary = summary_of(net)
+        y_dtype = dtypes.get(net.dataset_id or "")
+        if summary.loss not in ("logistic", "hinge", "softmax"):
+            out[net.id] = None
+        elif summary.classes is not None:
+            out[net.id] = _as_labels(list(summary.classes), y_dtype)
+        elif y_dtype is not None and net.dataset_id:
+            ds = session.get(Dataset, net.dataset_id)
+            assert ds is not None
+            out[net.id] = [v.item() for v in np.unique(get_array(session, ds.y_sha256))]
+        else:
+            out[net.id] = None
+    return out
+
+
+def classify(scores: np.ndarray, loss: str | None, classes: list[Any] | None
+             ) -> tuple[list[Any] | None, np.ndarray | None]:
+    """Labels and probabilities of raw outputs ``scores`` (n, c), as
+    ``wedgenet.estimator.WedgeNetClassifier`` predicts them: logistic/hinge: ``classes[1]``
+    where the score is > 0, else ``classes[0]``, probabilities ``[1 - sigmoid(s), sigmoid(s)]``
+    (logistic only); softmax: the class of the largest output, probabilities the softmax of
+    the outputs. ``(None, None)`` for regression (or when the labels are unknown)."""
+    from scipy.special import expit, softmax
+
+    if classes is None or loss not in ("logistic", "hinge", "softmax"):
+        return None, None
+    if loss in ("logistic", "hinge"):
+        if scores.shape[1] != 1 or len(classes) != 2:
+            return None, None
+        s = scores[:, 0]
+        labels = [classes[1] if v > 0 else classes[0] for v in s]
+        if loss == "hinge":
+            return labels, None
+        p1 = expit(s)
+        return labels, np.column_stack([1.0 - p1, p1])
+    if scores.shape[1] != len(classes):
+        return None, None
+    labels = [classes[int(i)] for i in np.argmax(scores, axis=1)]
+    return labels, softmax(scores, axis=1)
+
+
+def two_layer_network(net: Network) -> Any:
+    """The stored two-layer network as a ``wedgenet.TwoLayerNetwork`` (neurons with their
+    index sets and formulas); :class:`Invalid` for deep polished networks."""
+    from wedgenet.network import IndexSet, TwoLayerNetwork
+    from wedgenet.network import Neuron as EngineNeuron
+
+    if net.layers:
+        raise Invalid(f"network {net.id!r} has {len(net.layers)} layers; this needs a "
+                      "two-layer network")
+    neurons = [
+        EngineNeuron(weight=np.asarray(nr.weight, dtype=float), bias=float(nr.bias),
+                     output_weight=np.asarray(nr.output_weight, dtype=float),
+                     index_set=IndexSet.from_dict(nr.index_set) if nr.index_set else None,
+                     formula=nr.formula, residual=float(nr.residual))
+        for nr in net.neurons
+    ]
+    return TwoLayerNetwork(neurons=neurons, output_bias=np.asarray(net.output_bias, dtype=float),
+                           n_features=net.n_features)
+
+
+#: pyplot keeps global state: one figure at a time per process
+_PLOT_LOCK = threading.Lock()
+
+
+def plot(session: Session, net: Network, fmt: Literal["png", "svg"],
+         neuron: int | None) -> bytes:
+    """``wedgenet.plot.render`` of a two-layer network on 2-D inputs over its training data:
+    prediction regions, breaklines, index-set samples (neuron ``neuron`` highlighted), axis
+    labels and colour bar. :class:`Invalid` for other networks, :class:`Conflict` when the
+    training dataset was deleted."""
+    from wedgenet.plot import render
+
+    if net.n_features != 2:
+        raise Invalid(f"plots need 2-D inputs; network {net.id!r} has {net.n_features} "
+                      "input features")
+    network = two_layer_network(net)
+    if neuron is not None and not 0 <= neuron < len(network.neurons):
+        raise Invalid(f"neuron={neuron} is out of range: network {net.id!r} has "
+                      f"{len(network.neurons)} neurons (0 to {len(network.neurons) - 1})")
+    ds = session.get(Dataset, net.dataset_id) if net.dataset_id else None
+    if ds is None:
+        raise Conflict(f"the training dataset of network {net.id!r} was deleted; the plot "
+                       "draws its samples and index sets over it")
+    X, y = get_array(session, ds.x_sha256), get_array(session, ds.y_sha256)
+    summary = summary_of(net)
+    what = "polished, " if net.kind == "polish" else ""
+    cert = "certified" if net.certified else "not certified"
+    obj = "" if net.primal_objective is None else f", objective {net.primal_objective:.4g}"
+    title = f"{what}{len(network.neurons)} neurons{obj} ({cert})"
+    if neuron is not None:
+        title += f"; neuron {neuron} highlighted"
+    with _PLOT_LOCK:
+        return render(network, X, y, format=fmt, loss=summary.loss,
+                      classes=classes_of(session, net), title=title, highlight=neuron)
+
+
+def model_card(session: Session, net: Network) -> dict[str, Any]:
+    """The network's model card (``wedgenet.export.card_from_dict``, the keys of the CLI's
+    cards): wedgenet version, parameters, dataset hash, objective, dual bound, gap, certified,
+    every neuron's index set and formula; plus the service's ids."""
+    from wedgenet.export import card_from_dict
+
+    summary = dict(net.summary or {})
+    if net.kind != "polish":
+        summary.update(
+            primal_objective=net.primal_objective, dual_objective=net.dual_objective,
+            relative_gap=net.relative_gap, certified=net.certified,
+            network={"neurons": [{"index_set": nr.index_set, "formula": nr.formula,
+                                  "residual": nr.residual} for nr in net.neurons]})
+    summary.setdefault("params", {})
+    summary.setdefault("neurons", [])
+    summary["classes"] = classes_of(session, net)
+    ds = session.get(Dataset, net.dataset_id) if net.dataset_id else None
+    return card_from_dict(
+        summary, dataset_sha256=ds.content_hash if ds is not None else None,
+        extra={"network_id": net.id, "job_id": net.job_id, "dataset_id": net.dataset_id,
+               "dataset_hash": "sha256 over the dataset's X and y .npy blob hashes "
+                               "(GET /datasets/{id}: content_hash, x_sha256, y_sha256)"})
+
+
+ExportFormat = Literal["npz", "safetensors", "onnx", "card"]
+
+
+def export(session: Session, net: Network, fmt: ExportFormat,
+           output: Literal["scores", "probabilities"] = "scores") -> bytes:
+    """The network as ``fmt``: ``npz`` (``W1, b1, ...`` in (d_in, d_out) layout),
+    ``safetensors`` (PyTorch ``nn.Sequential`` names, model card in the header), ``onnx``
+    (model card in the metadata; ``output="probabilities"`` for logistic/softmax networks) or
+    ``card`` (the model card as JSON)."""
+    import io as _io
+
+    from wedgenet import WedgeNetError
+    from wedgenet import export as wexport
+
+    layers = layers_of(net)
+    if fmt == "npz":
+        buf = _io.BytesIO()
+        np.savez(buf, allow_pickle=False, **arrays_of(net))  # type: ignore[arg-type]
+        return buf.getvalue()
+    card = model_card(session, net)
+    if fmt == "card":
+        return json.dumps(card, indent=1, allow_nan=False).encode()
+    if fmt == "safetensors":
+        return wexport.to_safetensors(layers, card)
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise HTTPException(501, "ONNX export needs the onnx package on the server: pip "
+                            "install 'wedgenet[export]'")
+    loss = summary_of(net).loss
+    if output == "probabilities" and loss not in ("logistic", "softmax"):
+        raise Invalid(f"output='probabilities' needs a network trained with loss='logistic' or "
+                      f"'softmax'; network {net.id!r} was trained with loss={loss!r}")
+    try:
+        return wexport.to_onnx(layers, output=output, loss=loss, card=card)
+    except WedgeNetError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def find_neurons(session: Session, owner: str, sample: int, network_id: str | None, limit: int,

@@ -19,6 +19,8 @@ T = TypeVar("T")
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKind = Literal["solve", "polish"]
 Loss = Literal["squared", "logistic", "hinge", "softmax"]
+#: a class label of the training data (the dataset's own values: numbers)
+Label = int | float | str
 
 
 def _db_text(value: Any) -> Any:
@@ -447,6 +449,8 @@ class ResultSummary(StoredJSON):
     params: dict[str, Any] = Field(default_factory=dict)
     gap_estimate: FiniteOrNone = None
     certificate_note: str | None = None
+    #: class labels of classification losses, in the order of the outputs (solve and polish)
+    classes: list[Label] | None = None
     # polish jobs (wedgenet.PolishResult)
     objective_before: float | None = None
     objective_rebalanced: FiniteOrNone = None
@@ -466,6 +470,12 @@ class ResultSummary(StoredJSON):
     scan_worker_ids: list[str] = Field(default_factory=list)
     scan_rounds: int = 0
     scan_parts_by_worker: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def loss(self) -> str | None:
+        """The loss the network was trained on (``params.loss``)."""
+        loss = self.params.get("loss")
+        return loss if isinstance(loss, str) else None
 
     def polish_report(self) -> PolishReport | None:
         """The polish report (``None`` when this is not a polish summary)."""
@@ -508,7 +518,9 @@ class JobResult(BaseModel):
     layers: list[StoredLayer] | None = None
 
 
-class NetworkOut(BaseModel):
+class NetworkBrief(BaseModel):
+    """A network without its weights: what it is, what it was trained on, its certificate."""
+
     id: str
     job_id: str
     kind: Literal["solve", "polish"] = "solve"
@@ -517,11 +529,33 @@ class NetworkOut(BaseModel):
     n_outputs: int
     n_neurons: int = Field(description="stored neurons (0 for deep polished networks)")
     n_layers: int = Field(default=2, description="layers including the output layer")
-    output_bias: list[float]
+    loss: str | None = Field(default=None, description="the loss it was trained on")
+    classes: list[Label] | None = Field(
+        default=None, description="classification: the dataset's class labels, in the order "
+        "of the outputs (logistic/hinge: [negative, positive]); null for regression")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="the parameters the engine ran with")
+    scanned: str | None = Field(
+        default=None, description="solve jobs: 'all' (every column priced), 'sampled' or "
+        "'searched'")
     primal_objective: float | None
     dual_objective: float | None
     relative_gap: float | None
     certified: bool
+    created_at: datetime
+
+
+class NetworkListItem(NetworkBrief):
+    """An item of ``GET /networks``: the brief, and the neurons only with ``include=neurons``."""
+
+    neurons: list[NeuronOut] | None = Field(
+        default=None, description="only with include=neurons (else null)")
+
+
+class NetworkOut(NetworkBrief):
+    """``GET /networks/{id}``: everything, weights and neurons included."""
+
+    output_bias: list[float]
     summary: dict[str, Any]
     layers: list[LayerOut]
     neurons: list[NeuronOut]
@@ -529,7 +563,6 @@ class NetworkOut(BaseModel):
     l2_bound: L2Bound | None = Field(default=None, description="p=2 solve jobs only")
     distributed_scan: DistributedScan | None = Field(
         default=None, description="solve jobs with scan_parts > 1 only")
-    created_at: datetime
 
 
 class PredictIn(BaseModel):
@@ -538,7 +571,21 @@ class PredictIn(BaseModel):
 
 
 class PredictOut(BaseModel):
-    outputs: list[float] | list[list[float]]
+    """Raw outputs always; for classification networks also labels (and probabilities for
+    logistic and softmax). Fields that do not apply are left out of the response."""
+
+    outputs: list[float] | list[list[float]] = Field(
+        description="the network's raw outputs f(x) (scores for classification): (n,) for one "
+        "output, (n, c) otherwise")
+    labels: list[Label] | None = Field(
+        default=None, description="classification: the predicted class label of each row "
+        "(logistic/hinge: classes[1] where the score is > 0, else classes[0]; softmax: the "
+        "class of the largest output)")
+    probabilities: list[list[float]] | None = Field(
+        default=None, description="logistic: [1 - sigmoid(s), sigmoid(s)]; softmax: the "
+        "softmax of the outputs; columns in the order of classes (none for hinge)")
+    classes: list[Label] | None = Field(
+        default=None, description="classification: the class labels, in column order")
 
 
 class NeuronHit(BaseModel):

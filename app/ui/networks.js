@@ -39,7 +39,8 @@ export async function networksView(root, ctx, query) {
 
 function certBadge(net) {
   if (net.kind === "polish") return h("span.badge.warn", {}, "polished");
-  const scanned = net.summary?.scanned;
+  // GET /networks items carry `scanned` (no summary); GET /networks/{id} carries both
+  const scanned = net.scanned ?? net.summary?.scanned;
   if (net.certified) return h("span.badge.ok", {}, "certified");
   if (scanned === "searched") return h("span.badge.warn", {}, "searched");
   if (scanned === "sampled") return h("span.badge.warn", {}, "sampled");
@@ -121,9 +122,9 @@ function certificateCard(net) {
     const d = net.distributed_scan;
     facts.push(["distributed scan", `${d.parts} parts per scan, ${d.rounds} scans, ${d.workers} worker${d.workers > 1 ? "s" : ""}`]);
   }
-  const exportBtn = (fmtName) => h("button.ghost", { type: "button",
-    onclick: () => download(`/networks/${net.id}/export`, { format: fmtName }, `${net.id}.${fmtName}`) },
-  `Download .${fmtName}`);
+  const exportBtn = (fmtName, label = `Download .${fmtName}`, suffix = fmtName) => h("button.ghost", { type: "button",
+    onclick: () => download(`/networks/${net.id}/export`, { format: fmtName }, `${net.id}.${suffix}`) },
+  label);
   return h("section.card", { "aria-labelledby": "cert-title" },
     h("h2#cert-title", {}, net.kind === "polish" ? "Result" : "Certificate"),
     h("div.stats", {}, items),
@@ -131,8 +132,8 @@ function certificateCard(net) {
     net.kind === "polish" ? null : h("details", {}, h("summary", {}, "What certified, searched and sampled mean"),
       dl(TERMS)),
     h("details", {}, h("summary", {}, "Solve summary"), dl(facts.filter(Boolean))),
-    h("div.row", { style: "margin-top:10px" }, h("span.muted", {}, "Export weights (W1, b1, W2, b2 …):"),
-      exportBtn("npz"), exportBtn("safetensors"),
+    h("div.row", { style: "margin-top:10px" }, h("span.muted", {}, "Export (npz: W1, b1, W2, b2 …; safetensors, ONNX: PyTorch names / a graph, with the model card):"),
+      exportBtn("npz"), exportBtn("safetensors"), exportBtn("onnx"), exportBtn("card", "Model card", "card.json"),
       h("button.ghost", { type: "button", onclick: () => saveBlob(new Blob([JSON.stringify(net, null, 1)],
         { type: "application/json" }), `${net.id}.json`) }, "Network JSON")));
 }

@@ -104,7 +104,7 @@ def test_solve_flow_in_process(client, upload) -> None:
 
     st = load(client.get(f"/networks/{net['id']}/export", params={"format": "safetensors"})
               .content)
-    np.testing.assert_array_equal(st["W1"], z["W1"])
+    np.testing.assert_array_equal(st["0.weight"], z["W1"].T)  # PyTorch names and layout
     # neurons by sample
     sample = net["neurons"][0]["index_set"]["samples"][0]
     hits = client.get("/neurons", params={"sample": sample}).json()

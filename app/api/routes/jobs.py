@@ -1,4 +1,4 @@
-"""Jobs: submit a solve or a polish (202 + Location), poll, list, cancel."""
+"""Jobs: submit a solve or a polish (202 + Location), poll, list, cancel, delete."""
 
 from __future__ import annotations
 
@@ -83,3 +83,13 @@ def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
     """Cancel a queued or running job (a running worker stops at its next progress check)."""
     job = crud.cancel_job(session, owner, job_id)
     return job_out(job, crud.network_id_of(session, job.id))
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response,
+               responses={409: {"description": "the job is queued or running: cancel it "
+                                "first"}})
+def delete_job(job_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    """Delete a finished job (succeeded, failed or cancelled) **and its network** (neurons and
+    index-set rows). 409 while it is queued or running: cancel it first."""
+    crud.delete_job(session, owner, job_id)
+    return Response(status_code=204)
