@@ -132,7 +132,7 @@ function certificateCard(net) {
     net.kind === "polish" ? null : h("details", {}, h("summary", {}, "What certified, searched and sampled mean"),
       dl(TERMS)),
     h("details", {}, h("summary", {}, "Solve summary"), dl(facts.filter(Boolean))),
-    h("div.row", { style: "margin-top:10px" }, h("span.muted", {}, "Export (npz: W1, b1, W2, b2 …; safetensors, ONNX: PyTorch names / a graph, with the model card):"),
+    h("div.row", { style: "margin-top:10px" }, h("span.muted", { title: "npz: W1, b1, W2, b2 … (d_in, d_out); safetensors: PyTorch state dict; ONNX: a graph; both with the model card" }, "Export:"),
       exportBtn("npz"), exportBtn("safetensors"), exportBtn("onnx"), exportBtn("card", "Model card", "card.json"),
       h("button.ghost", { type: "button", onclick: () => saveBlob(new Blob([JSON.stringify(net, null, 1)],
         { type: "application/json" }), `${net.id}.json`) }, "Network JSON")));
