@@ -151,7 +151,13 @@ def _dictionary_size(session: Session, ds: Dataset, p: int, bias: bool) -> int:
     try:
         return int(WedgeDictionary(X, p=2, bias=bias).size)
     except wedgenet.WedgeNetError as exc:
-        raise Invalid(f"p=2, bias={bias} cannot be solved on dataset {ds.id!r}: {exc}") from None
+        raise Invalid(f"p=2, bias={bias} cannot be used on dataset {ds.id!r}: {exc}") from None
+
+
+def _check_bias(bias: bool, ds: Dataset) -> None:
+    if bias and ds.n < 2:
+        raise Invalid(f"bias=true needs at least 2 distinct samples; dataset {ds.id!r} has "
+                      f"n={ds.n} (one sample defines no hyperplane): use bias=false")
 
 
 def check_solve(session: Session, body: SolveJobCreate, ds: Dataset, settings: Settings) -> None:
@@ -162,9 +168,7 @@ def check_solve(session: Session, body: SolveJobCreate, ds: Dataset, settings: S
     prm = body.params
     given = prm.model_fields_set
     check_labels(session, prm.loss, ds)
-    if prm.bias and ds.n < 2:
-        raise Invalid(f"bias=true needs at least 2 distinct samples; dataset {ds.id!r} has "
-                      f"n={ds.n} (one sample defines no hyperplane): use bias=false")
+    _check_bias(prm.bias, ds)
     if prm.source == "sample" and prm.n_columns is None:
         raise Invalid("source='sample' needs n_columns (the number of random hyperplanes "
                       "to sample)")
@@ -218,6 +222,9 @@ def check_polish(session: Session, body: PolishJobCreate, ds: Dataset, ws: Weigh
     needs; the options must leave data to polish on."""
     prm = body.params
     outputs = check_labels(session, prm.loss, ds)
+    _check_bias(prm.bias, ds)
+    if prm.p == 2:  # the polished neurons' formulas need the data's rank
+        _dictionary_size(session, ds, 2, prm.bias)
     shapes = [(int(a), int(b)) for a, b in ws.shapes]
     if len(shapes) < 2:
         raise Invalid(f"weight set {ws.id!r} has {len(shapes)} layer; polishing needs at "

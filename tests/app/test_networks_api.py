@@ -320,6 +320,32 @@ def test_parameters_checked_before_queueing(client, params: dict[str, Any], data
     assert client.get("/jobs").json()["total"] == 0  # nothing queued
 
 
+@pytest.mark.parametrize("params, data, names", [
+    ({"p": 2}, "identical", ["p=2", "rank 0"]),
+    ({"bias": True}, "one-sample", ["bias=true", "n=1"]),
+    ({"loss": "logistic"}, "small", ["loss='logistic'"]),
+])
+def test_polish_parameters_checked_before_queueing(client, params: dict[str, Any], data: str,
+                                                   names: list[str]) -> None:
+    X, y = small_problem()
+    if data == "one-sample":
+        X, y = X[:1], y[:1]
+    elif data == "identical":
+        X = np.ones((12, 2))
+    ds = _dataset(client, X, y)
+    body = json.dumps({"layers": [{"W": [[1.0, -1.0], [0.5, 2.0]], "b": [0.0, 0.1]},
+                                  {"W": [[1.0], [1.0]], "b": [0.0]}]}).encode()
+    ws = client.post("/weights", files={"file": ("w.json", body)})
+    assert ws.status_code == 201, ws.text
+    r = client.post("/jobs", json={"kind": "polish", "dataset_id": ds["id"],
+                                   "weights_id": ws.json()["id"],
+                                   "params": {"lam": 0.1, **params}})
+    assert r.status_code == 422, r.text
+    for name in names:
+        assert name in r.json()["detail"], (name, r.json()["detail"])
+    assert client.get("/jobs").json()["total"] == 0
+
+
 def test_accepted_combinations_run(client) -> None:
     """What the checks let through runs: a sampled dictionary with n_columns (it used to be
     queued without n_columns and fail naming n_hyperplanes), and p=2 on rank-deficient data,
