@@ -14,7 +14,9 @@ Each case fits, in this one process and side by side:
   biases not); for classifiers the log-loss is the summed logistic / softmax loss the same way;
 * ``LogisticRegression`` for the classification tables (a linear baseline);
 * the library's own non-convex trainer (``wedgenet.nonconvex``, full-batch L-BFGS-B, width
-  200) on the teacher-student problem, as a second non-convex method on the same objective.
+  200) on the teacher-student problem, as a second non-convex method on the same objective;
+* PyTorch's Adam (full batch, 5000 steps, learning rates 1e-3 and 1e-2, width 200) on the
+  teacher-student problem when PyTorch is installed (``pip install torch==2.13.0``).
 
 Objectives are printed in the library's convention (summed loss + ``lam/2`` times the sum of
 squared weights, ``p = 2``), so the rows compare directly. Times are wall-clock seconds on
@@ -106,6 +108,53 @@ def case_teacher(lam: float, max_time: float | None) -> None:
     mse = float(np.mean((nc.network.decision_function(Xt).ravel() - yt) ** 2))
     row("wedgenet.nonconvex L-BFGS width 200", nc.objective, mse, t_n, 200,
         f"time ratio wedgenet/this {t_w / t_n:.2f}")
+    adam = adam_regression(X, y, lam, width=200)
+    if adam is None:
+        print("  (PyTorch Adam rows skipped: pip install torch==2.13.0)")
+    for lr, (W1, b1, W2, b2, value, t_a) in sorted((adam or {}).items()):
+        pred = np.maximum(Xt @ W1 + b1, 0.0) @ W2 + b2
+        mse = float(np.mean((pred - yt) ** 2))
+        row(f"PyTorch Adam width 200 lr {lr:g}", value, mse, t_a, 200,
+            f"time ratio wedgenet/this {t_w / t_a:.2f}")
+
+
+def _torch_objective(torch: Any, X: Any, y: Any, lam: float, params: tuple[Any, ...]) -> Any:
+    W1, b1, W2, b2 = params
+    f = torch.relu(X @ W1 + b1) @ W2 + b2
+    return 0.5 * ((f - y) ** 2).sum() + 0.5 * lam * ((W1**2).sum() + (W2**2).sum())
+
+
+def adam_regression(X: np.ndarray, y: np.ndarray, lam: float, width: int,
+                    steps: int = 5000, lrs: tuple[float, ...] = (1e-3, 1e-2)
+                    ) -> dict[float, tuple[Any, ...]] | None:
+    """Full-batch Adam on the same ``p = 2`` objective (penalty in the loss, not Adam's weight
+    decay), one seed per learning rate; ``None`` without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    out: dict[float, tuple[Any, ...]] = {}
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    d = X.shape[1]
+    for lr in lrs:
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        W1 = torch.nn.Parameter(torch.randn(d, width, dtype=torch.float64) / np.sqrt(d))
+        b1 = torch.nn.Parameter(torch.zeros(width, dtype=torch.float64))
+        W2 = torch.nn.Parameter(torch.randn(width, dtype=torch.float64) / np.sqrt(width))
+        b2 = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        opt = torch.optim.Adam([W1, b1, W2, b2], lr=lr)
+
+        params = (W1, b1, W2, b2)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = _torch_objective(torch, Xt, yt, lam, params)
+            loss.backward()
+            opt.step()
+        value = float(_torch_objective(torch, Xt, yt, lam, params).detach())
+        out[lr] = (W1.detach().numpy(), b1.detach().numpy(), W2.detach().numpy(),
+                   float(b2.detach()), value, time.perf_counter() - start)
+    return out
 
 
 def _classification(name: str, X: np.ndarray, y: np.ndarray, loss: str, lam: float,
