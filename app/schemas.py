@@ -14,6 +14,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
+from wedgenet.validation import DEFAULT_LAM
+
 T = TypeVar("T")
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -90,7 +92,7 @@ class SolveParams(BaseModel):
     loss: Loss = "squared"
     p: NormP = 1
     bias: bool = True
-    lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
+    lam: float = Field(default=DEFAULT_LAM, gt=0, le=1e6, allow_inf_nan=False)
     source: Literal["auto", "exhaustive", "sample", "search"] = Field(
         default="auto",
         description="'exhaustive': price every column of the exact dictionary (certifiable; "
@@ -137,7 +139,7 @@ class PolishParams(BaseModel):
     loss: Loss = "squared"
     p: NormP = 1
     bias: bool = True
-    lam: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
+    lam: float = Field(default=DEFAULT_LAM, gt=0, le=1e6, allow_inf_nan=False)
     refit: Literal["union", "polished", "original"] = Field(
         default="union",
         description="output-layer refit over the original and polished neurons (never "
