@@ -8,7 +8,10 @@ Messages carry ids only; the database is the record of every job.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from typing import Any
 from celery import Celery
 
 from app.core.config import Settings, get_settings
+
+log = logging.getLogger("wedgenet.broker")
 
 #: task names (the worker registers its tasks under these names)
 RUN_JOB_TASK = "wedgenet.run_job"
@@ -78,4 +83,97 @@ def send(task_name: str, args: list[Any], settings: Settings | None = None,
     """Publish one message for ``task_name``; raises when the broker cannot be reached."""
     producer(settings).send_task(task_name, args=args, retry=retry_policy is not None,
                                  retry_policy=retry_policy)
+
+
+
+#: most messages :func:`waiting_job_ids` reads; with a longer queue it says it cannot tell
+PEEK_LIMIT = 20_000
+#: kombu's Redis transport keeps priority levels in separate lists ``<queue><sep><pri>``
+_REDIS_PRIORITY_SEP = "\x06\x16"
+_REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def waiting_job_ids(settings: Settings, limit: int = PEEK_LIMIT) -> set[str] | None:
+    """Ids of the jobs whose ``run_job`` message is waiting in the broker queue (published,
+    not yet taken by a worker), read without consuming anything; ``None`` when that cannot be
+    told (another broker, a broker error, more than ``limit`` messages waiting).
+
+    The recovery sweep (:func:`app.jobs.recover_jobs`) re-publishes a long-queued job only
+    when its message is not waiting here: a job that merely waits behind busy workers keeps
+    its one message. A message a worker has taken is either claimed within moments (workers
+    prefetch only what they run) or was lost with that worker."""
+    waiting = waiting_run_jobs(settings, limit)
+    return None if waiting is None else set(waiting)
+
+
+def waiting_run_jobs(settings: Settings, limit: int = PEEK_LIMIT) -> list[str] | None:
+    """The job id of every waiting ``run_job`` message, duplicates included (see
+    :func:`waiting_job_ids`)."""
+    try:
+        if is_filesystem(settings):
+            raw = _filesystem_messages(settings, limit)
+        elif settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            raw = _redis_messages(settings, limit)
+        else:
+            return None
+    except Exception as exc:  # the broker is down or unreadable: the caller falls back
+        log.warning("could not inspect the broker queue: %s", exc)
+        return None
+    if raw is None:
+        return None
+    return [job_id for job_id in map(_run_job_id, raw) if job_id is not None]
+
+
+def _filesystem_messages(settings: Settings, limit: int) -> list[bytes] | None:
+    folder = Path(str(settings.broker_transport_options()["data_folder_in"]))
+    suffix = f".{QUEUE}.msg"
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(suffix)]
+    except FileNotFoundError:
+        return []
+    if len(names) > limit:
+        return None
+    out = []
+    for name in names:
+        try:
+            out.append((folder / name).read_bytes())
+        except OSError:  # taken by a worker meanwhile
+            continue
+    return out
+
+
+def _redis_messages(settings: Settings, limit: int) -> list[bytes] | None:
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5,
+                                  socket_connect_timeout=5)
+    try:
+        keys = [QUEUE if pri == 0 else f"{QUEUE}{_REDIS_PRIORITY_SEP}{pri}"
+                for pri in _REDIS_PRIORITY_STEPS]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        if sum(int(n) for n in pipe.execute()) > limit:
+            return None
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.lrange(key, 0, limit)
+        return [m for chunk in pipe.execute() for m in chunk]
+    finally:
+        client.close()
+
+
+def _run_job_id(raw: bytes) -> str | None:
+    """The job id of a ``run_job`` message in kombu's JSON envelope, else None."""
+    try:
+        message = json.loads(raw)
+        if message.get("headers", {}).get("task") != RUN_JOB_TASK:
+            return None
+        body: Any = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0] if isinstance(body, str | bytes) else body[0]
+        return str(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
 

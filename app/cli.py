@@ -16,7 +16,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 #: modules of the ``service`` extra that ``serve`` needs (this module itself imports only the
 #: standard library, so ``wedgenet serve`` can say what is missing)
@@ -49,11 +51,13 @@ def worker_command(concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: have the worker receive SIGTERM if ``serve`` dies without cleaning up."""
+    """Linux: the worker's main process is killed (SIGKILL) if ``serve`` dies without
+    stopping it (serve itself SIGKILLed); its pool processes then exit by themselves
+    (``worker.housekeeping.watch_parent``), so nothing is left computing."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PDEATHSIG
     except Exception:
         pass
 
@@ -101,16 +105,30 @@ def serve_main(argv: list[str] | None = None) -> int:
           f"database {settings.database_url}", flush=True)
     import uvicorn
 
+    stopper = WorkerStopper(worker, settings.shutdown_grace)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            stopper.begin()  # the worker starts its warm shutdown while the API drains
+            super().handle_exit(sig, frame)
+
     # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exception so the
     # ``finally`` below still stops the worker
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         os.environ["WEDGENET_MIGRATE_ON_START"] = "false"
         get_settings.cache_clear()
-        uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="info")
+        config = uvicorn.Config("app.main:app", host=args.host, port=args.port,
+                                log_level="info",
+                                timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)))
+        Server(config).run()
+    except KeyboardInterrupt:
+        pass
     finally:
-        if worker is not None:
-            _stop_group(worker)
+        # a second SIGTERM/SIGINT must not cut the worker's stop short (that orphans it)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stopper.finish()
     return 0
 
 
@@ -118,20 +136,48 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown of the worker (SIGTERM to its main process: a running job may finish),
-    then SIGKILL whatever is left of its process group after 20 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+class WorkerStopper:
+    """Stops the worker subprocess within a bounded time, busy or not.
+
+    :meth:`begin` (on the server's stop signal): SIGTERM to the worker's main process, Celery's
+    warm shutdown: an idle worker exits at once; a running job gets ``grace`` seconds to
+    finish, then the worker hands it back to the queue and it stops at its next checkpoint
+    (``worker.housekeeping``). :meth:`finish` waits until ``grace + HARD_AFTER`` seconds after
+    :meth:`begin`, then SIGKILLs the worker's whole process group (a job that ignores its
+    cancellation, a worker that hangs): no process outlives ``serve``."""
+
+    #: seconds after the grace for the job to stop and the worker to exit by itself
+    HARD_AFTER = 4.0
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+        self.proc, self.grace = proc, grace
+        self.deadline: float | None = None
+
+    def begin(self) -> None:
+        if self.deadline is not None or self.proc is None:
+            return
+        self.deadline = time.monotonic() + self.grace + self.HARD_AFTER
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def finish(self) -> None:
+        if self.proc is None:
+            return
+        self.begin()
+        assert self.deadline is not None
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print("wedgenet: the worker did not stop in time; killing it", file=sys.stderr,
+                  flush=True)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # no pool process outlives the worker
+        except (ProcessLookupError, PermissionError):
             pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # no pool child outlives the worker
-    except ProcessLookupError:
-        pass
-    proc.wait()
+        self.proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

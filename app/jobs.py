@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
@@ -61,7 +61,6 @@ def recover_jobs(settings: Settings | None = None) -> list[str]:
     settings = settings or get_settings()
     now = utcnow()
     run_cut = now - timedelta(seconds=settings.stale_after)
-    q_cut = now - timedelta(seconds=settings.queued_stale_after)
     to_publish: list[str] = []
     with session_scope(settings.database_url) as s:
         stale = s.execute(
@@ -86,24 +85,56 @@ def recover_jobs(settings: Settings | None = None) -> list[str]:
             ))
             if res.rowcount:  # type: ignore[attr-defined]
                 to_publish.append(job_id)
-        lost = s.execute(
-            select(Job.id).where(
-                Job.state == "queued",
-                or_(Job.enqueued_at.is_(None), Job.enqueued_at < q_cut),
-            )
-        ).scalars().all()
-        for job_id in lost:
-            res = s.execute(update(Job).where(
-                Job.id == job_id, Job.state == "queued",
-                or_(Job.enqueued_at.is_(None), Job.enqueued_at < q_cut),
-            ).values(enqueued_at=now))
-            if res.rowcount:  # type: ignore[attr-defined]
-                to_publish.append(job_id)
+    to_publish += _republish_lost(settings, now)
+    broker_down = False
     for job_id in to_publish:
         log.info("sweeper re-publishing job %s", job_id)
-        if not publish(job_id):
+        # once the broker failed, the rest wait for the next sweep (no retries per job)
+        if broker_down or not publish(job_id):
+            broker_down = True
             mark_unpublished(job_id, settings)
     return to_publish
+
+
+#: without a view of the broker queue, a queued job's message is re-published only after this
+#: long (and then at most once per this long), whatever ``queued_stale_after`` says
+BLIND_REPUBLISH_AFTER = 120.0
+
+
+def _republish_lost(settings: Settings, now: datetime) -> list[str]:
+    """Queued jobs whose message was lost: never published (``enqueued_at`` NULL: publishing
+    failed), or published more than ``queued_stale_after`` seconds ago and no longer waiting
+    in the broker queue (taken by a worker that died before claiming the job). A job that
+    merely waits behind busy workers still has its message in the queue and is left alone,
+    so a backlog is never duplicated; each re-publication resets ``enqueued_at``, so a job
+    gets at most one new message per ``queued_stale_after``. Marks them re-published
+    (``enqueued_at = now``) and returns their ids; the caller publishes."""
+    q_cut = now - timedelta(seconds=settings.queued_stale_after)
+    old = or_(Job.enqueued_at.is_(None), Job.enqueued_at < q_cut)
+    with session_scope(settings.database_url) as s:
+        candidates = s.execute(
+            select(Job.id, Job.enqueued_at).where(Job.state == "queued", old)
+        ).all()
+    if not candidates:
+        return []
+    waiting: set[str] | None = set()
+    if any(at is not None for _, at in candidates):
+        waiting = broker.waiting_job_ids(settings)
+    if waiting is None:  # cannot see the queue: only the never-published and the very old
+        blind_cut = now - timedelta(seconds=max(settings.queued_stale_after,
+                                                BLIND_REPUBLISH_AFTER))
+        old = or_(Job.enqueued_at.is_(None), Job.enqueued_at < blind_cut)
+        waiting = set()
+    republished = []
+    with session_scope(settings.database_url) as s:
+        for job_id, _ in candidates:
+            if job_id in waiting:
+                continue
+            res = s.execute(update(Job).where(Job.id == job_id, Job.state == "queued", old)
+                            .values(enqueued_at=now))
+            if res.rowcount:  # type: ignore[attr-defined]
+                republished.append(job_id)
+    return republished
 
 
 class Sweeper(threading.Thread):

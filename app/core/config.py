@@ -50,16 +50,27 @@ class Settings(BaseSettings):
     #: stored, uncertified, when it runs out; keep it below ``task_soft_time_limit``
     default_max_time: float = Field(default=900.0, gt=0)
 
-    # job execution
-    heartbeat_interval: float = Field(default=2.0, gt=0)
+    # job execution (recovery: a killed worker's job runs again within stale_after +
+    # sweep_interval, a lost message is re-published within queued_stale_after +
+    # sweep_interval; docs/service.md "Jobs: reliability model")
+    #: seconds between heartbeats of a running job (written by the job's process and by its
+    #: worker's main process, which no long computation in the job can hold up)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
     #: a cancelled (or taken-over) job gets this long to stop at its next checkpoint; then
     #: a pool worker process running it exits (the pool starts a fresh one)
     cancel_grace: float = Field(default=10.0, gt=0)
-    #: a running job whose heartbeat is older than this is re-queued by the sweeper
-    stale_after: float = Field(default=30.0, gt=0)
-    #: a queued job not picked up for this long has its message re-published
-    queued_stale_after: float = Field(default=120.0, gt=0)
-    sweep_interval: float = Field(default=5.0, gt=0)
+    #: a running job whose heartbeat is older than this is re-queued by the sweeper (keep it
+    #: several heartbeat intervals, and well above the clock skew between machines)
+    stale_after: float = Field(default=5.0, gt=0)
+    #: a queued job whose message is no longer in the broker queue this long after it was
+    #: published (a worker took it and died before claiming the job) is re-published
+    queued_stale_after: float = Field(default=10.0, gt=0)
+    sweep_interval: float = Field(default=2.0, gt=0)
+    #: stopping a worker (SIGTERM: Celery's warm shutdown; ``wedgenet serve`` stopping): its
+    #: running jobs get this long to finish, then they are re-queued for other workers (or the
+    #: next start) and stop at their next checkpoint; ``serve`` ends what is left of its worker
+    #: ``shutdown_grace + 4`` seconds after the signal
+    shutdown_grace: float = Field(default=3.0, ge=0)
     #: run the sweeper inside the API process as well as inside workers
     api_sweeper: bool = True
     max_attempts: int = Field(default=5, ge=1)
