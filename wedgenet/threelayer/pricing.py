@@ -18,7 +18,8 @@ and ``v * t`` along that order give every score:
   ``R(j0) - R(l)`` with ``R(m) = sum_{before} v_i (t'_m - t'_i)``, so the best ramp over all
   ``n^2`` pairs ``(l, j0)`` follows from the running minimum and maximum of ``R``.
 
-Cost per direction: one ``O(n log n)`` sort and ``O(n)`` sums for ``4 n`` (Theorem 12) or
+Cost per direction: one ``O(n log n)`` sort (kept between scans when the directions fit
+in memory, it does not depend on ``v``) and ``O(n)`` sums for ``4 n`` (Theorem 12) or
 ``4 n^2`` (Theorem 13) columns. The kernel returns, per direction, the best column of each
 orientation and shape (4 scores with their bias and threshold samples), which is what
 column generation needs: the maximum over the dictionary and its best violators.
@@ -44,29 +45,30 @@ IntArray = NDArray[np.int64]
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _threelayer_scores(
-    T: np.ndarray,
+    TS: np.ndarray,
+    order: np.ndarray,
     v: np.ndarray,
     biased: bool,
     score: np.ndarray,
     bias_sample: np.ndarray,
     threshold: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Best column per (direction, orientation, shape): ``score[b, q]`` with ``q = 2 * (s ==
-    -1) + shape``, and its bias sample (-1 without bias) and threshold sample."""
-    B, n = T.shape
+    """Best column per (direction, orientation, shape) from the sorted values ``TS[b]`` of
+    each direction (ascending) and their samples ``order[b]``: ``score[b, q]`` with ``q = 2 *
+    (s == -1) + shape``, its bias sample (-1 without bias) and threshold sample."""
+    B, n = TS.shape
     for b in prange(B):
-        order = np.argsort(T[b], kind="mergesort")
         for q in range(4):
             score[b, q] = 0.0
             bias_sample[b, q] = -1
-            threshold[b, q] = order[0]
+            threshold[b, q] = order[b, 0]
         for si in range(2):
             sgn = 1.0 if si == 0 else -1.0
             tot_v = 0.0
             tot_vt = 0.0
             for r in range(n):
-                i = order[r]
-                val = sgn * T[b, i]
+                i = order[b, r]
+                val = sgn * TS[b, r]
                 if not biased and val < 0.0:
                     val = 0.0
                 tot_v += v[i]
@@ -81,9 +83,10 @@ def _threelayer_scores(
             rmin_at = -1
             rmax_at = -1
             for rr in range(n):
+                # ascending values of sgn * t: the sorted order, reversed for sgn = -1
                 r = rr if si == 0 else n - 1 - rr
-                i = order[r]
-                val = sgn * T[b, i]
+                i = order[b, r]
+                val = sgn * TS[b, r]
                 if not biased and val < 0.0:
                     val = 0.0
                 aft_v = tot_v - bef_v - v[i]
@@ -108,12 +111,12 @@ def _threelayer_scores(
                         best_dn = c1
                         score[b, 2 * si + 1] = c1
                         threshold[b, 2 * si + 1] = i
-                        bias_sample[b, 2 * si + 1] = order[rmin_at]
+                        bias_sample[b, 2 * si + 1] = order[b, rmin_at]
                     if c2 > best_dn:
                         best_dn = c2
                         score[b, 2 * si + 1] = c2
                         threshold[b, 2 * si + 1] = i
-                        bias_sample[b, 2 * si + 1] = order[rmax_at]
+                        bias_sample[b, 2 * si + 1] = order[b, rmax_at]
                 if biased:
                     if rmin_at < 0 or R < rmin:
                         rmin = R
@@ -125,8 +128,33 @@ def _threelayer_scores(
                 bef_vt += v[i] * val
             if biased and best_dn < 0.0:  # n == 1: no pair
                 score[b, 2 * si + 1] = 0.0
-                bias_sample[b, 2 * si + 1] = order[0]
-                threshold[b, 2 * si + 1] = order[0]
+                bias_sample[b, 2 * si + 1] = order[b, 0]
+                threshold[b, 2 * si + 1] = order[b, 0]
+
+
+def sorted_values(X: FloatArray, normals: FloatArray) -> tuple[FloatArray, IntArray]:
+    """``t = X w`` of each direction sorted ascending (B, n), and the samples in that order
+    (a stable sort: tied samples by index). Independent of the dual point, so a scan can
+    keep them between iterations."""
+    T = np.asarray(normals, dtype=float) @ np.asarray(X, dtype=float).T
+    order = np.argsort(T, axis=1, kind="stable")
+    return np.ascontiguousarray(np.take_along_axis(T, order, axis=1)), np.ascontiguousarray(
+        order, dtype=np.int64
+    )
+
+
+def sorted_scores(
+    TS: FloatArray, order: IntArray, v: FloatArray, *, bias: bool
+) -> tuple[FloatArray, IntArray, IntArray]:
+    """:func:`direction_scores` from :func:`sorted_values`."""
+    B = TS.shape[0]
+    score = np.zeros((B, 4))
+    ls = np.zeros((B, 4), dtype=np.int64)
+    js = np.zeros((B, 4), dtype=np.int64)
+    if B and TS.shape[1]:
+        _threelayer_scores(TS, order, np.ascontiguousarray(v, dtype=float), bool(bias), score,
+                           ls, js)
+    return score, ls, js
 
 
 def direction_scores(
@@ -149,18 +177,19 @@ def direction_scores(
     score, bias_sample, threshold : ndarrays of shape (B, 4)
         Column ``q = 2 * (orientation == -1) + shape`` (shape 0: up, 1: down).
     """
-    T = np.ascontiguousarray(np.asarray(normals, dtype=float) @ np.asarray(X, dtype=float).T)
-    B = T.shape[0]
-    score = np.zeros((B, 4))
-    ls = np.zeros((B, 4), dtype=np.int64)
-    js = np.zeros((B, 4), dtype=np.int64)
-    if B and T.shape[1]:
-        _threelayer_scores(T, np.ascontiguousarray(v, dtype=float), bool(bias), score, ls, js)
-    return score, ls, js
+    TS, order = sorted_values(X, normals)
+    return sorted_scores(TS, order, v, bias=bias)
 
 
 _SIGNS = np.array([1, 1, -1, -1], dtype=np.int64)
 _SHAPES = np.array([UP, DOWN, UP, DOWN], dtype=np.int64)
+
+
+@dataclass
+class _SortedChunk:
+    directions: DirectionChunk
+    values: FloatArray | None = None  # sorted t (B, n), when kept
+    order: IntArray | None = None
 
 
 @dataclass
@@ -169,26 +198,34 @@ class ThreeLayerColumns:
     (:class:`wedgenet.pricing.ColumnSource`).
 
     Each scan yields, per direction, the best column of each orientation and shape (4 atoms)
-    with its score, so the maximum and the best violators are exact over every column. The
-    directions are kept between scans when they take at most ``cache_bytes``.
+    with its score, so the maximum and the best violators are exact over every column. When
+    the directions with their sorted values (``n`` floats and ``n`` indices per direction)
+    take at most ``cache_bytes``, the first scan keeps them and later scans only run the
+    ``O(n)`` sweeps; otherwise every scan enumerates and sorts afresh.
     """
 
     dictionary: ThreeLayerDictionary
     chunk_size: int = 8192
-    cache_bytes: int = 64 * 2**20
+    cache_bytes: int = 256 * 2**20
     #: Undecided subsets met by the most recent complete scan.
     last_n_undecided: int = field(default=0, init=False)
-    _cache: list[DirectionChunk] | None = field(default=None, init=False, repr=False)
+    _cache: list[_SortedChunk] | None = field(default=None, init=False, repr=False)
 
-    def _chunks(self) -> Iterable[DirectionChunk]:
+    def _chunks(self) -> Iterable[_SortedChunk]:
         if self._cache is not None:
             return self._cache
         D = self.dictionary
-        chunks = D.iter_directions(self.chunk_size)
-        if D.n_subsets * 8 * (D.subset_size_ + D.n_features) > self.cache_bytes:
+        per = 8 * (D.subset_size_ + D.n_features + 2 * D.n_samples)
+        keep = D.n_subsets * per <= self.cache_bytes
+        chunks = (_SortedChunk(c) for c in D.iter_directions(self.chunk_size))
+        if not keep:
             return chunks
-        self._cache = list(chunks)
-        return self._cache
+        cache = []
+        for c in chunks:
+            c.values, c.order = sorted_values(D.X, c.directions.normals)
+            cache.append(c)
+        self._cache = cache
+        return cache
 
     def scored_chunks(self, V: FloatArray) -> Iterator[tuple[Atoms, FloatArray]]:
         D = self.dictionary
@@ -197,12 +234,17 @@ class ThreeLayerColumns:
             raise WedgeNetError("three-layer pricing supports scalar output only")
         v = V.reshape(-1)
         n_undecided = 0
-        for chunk in self._chunks():
+        for c in self._chunks():
+            chunk = c.directions
             n_undecided += chunk.n_undecided
             B = chunk.subsets.shape[0]
             if B == 0:
                 continue
-            score, ls, js = direction_scores(D.X, chunk.normals, v, bias=D.bias)
+            if c.values is None or c.order is None:
+                TS, order = sorted_values(D.X, chunk.normals)
+            else:
+                TS, order = c.values, c.order
+            score, ls, js = sorted_scores(TS, order, v, bias=D.bias)
             atoms = D.make_atoms(
                 np.repeat(chunk.subsets, 4, axis=0),
                 np.repeat(chunk.normals, 4, axis=0),
@@ -221,4 +263,4 @@ class ThreeLayerColumns:
         return self.dictionary.columns(atoms)
 
 
-__all__ = ["ThreeLayerColumns", "direction_scores"]
+__all__ = ["ThreeLayerColumns", "direction_scores", "sorted_scores", "sorted_values"]
