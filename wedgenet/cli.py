@@ -23,6 +23,7 @@ from wedgenet import __version__
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.polish import PolishResult, polish
 from wedgenet.solve import SolveResult, solve
+from wedgenet.threelayer.solve import ThreeLayerResult, solve_three_layer
 from wedgenet.validation import DEFAULT_LAM
 
 
@@ -191,6 +192,35 @@ def _progress(quiet: bool) -> Any:
     return progress
 
 
+def check_depth_args(args: argparse.Namespace) -> None:
+    """Refuse the options ``--depth 3`` does not support, before any work."""
+    if getattr(args, "depth", 2) != 3:
+        return
+    if args.reg != "l1":
+        raise WedgeNetError("--depth 3 needs --reg l1 (the exact three-layer dictionary)")
+    if args.loss == "softmax":
+        raise WedgeNetError("--depth 3 networks have one output: --loss squared, logistic or "
+                            "hinge (not softmax)")
+    if args.source not in ("auto", "exhaustive"):
+        raise WedgeNetError(f"--depth 3 scans the whole three-layer dictionary: --source auto "
+                            f"or exhaustive, not {args.source}")
+    if args.solver == "cvxpy":
+        raise WedgeNetError("--depth 3 solves by column generation: --solver auto or "
+                            "workingset, not cvxpy")
+    if args.n_columns is not None:
+        raise WedgeNetError("--n-columns is not used with --depth 3 (the dictionary is scanned)")
+
+
+def _run_solve_three(args: argparse.Namespace) -> tuple[ThreeLayerResult, np.ndarray,
+                                                       np.ndarray]:
+    X, y = load_table(args.data, args.target)
+    result = solve_three_layer(
+        X, y, lam=args.lam, bias=args.bias, loss=args.loss, tol=args.tol,
+        max_time=args.max_time, progress=_progress(args.quiet or getattr(args, "json", False)),
+    )
+    return result, X, y
+
+
 def _run_solve(args: argparse.Namespace) -> tuple[SolveResult, np.ndarray, np.ndarray]:
     X, y = load_table(args.data, args.target)
     result = solve(
@@ -246,6 +276,33 @@ def print_summary(result: SolveResult, out: Any = None) -> None:
         )
 
 
+def print_three_layer_summary(result: ThreeLayerResult, out: Any = None) -> None:
+    """The certificate and every block: first-layer index set, bias sample ``l``, threshold
+    sample ``j0``, shape and formula."""
+    out = sys.stdout if out is None else out
+    print(f"objective        {result.primal_objective:.10g}", file=out)
+    print(f"dual bound       {result.dual_objective:.10g}", file=out)
+    print(f"relative gap     {result.relative_gap:.3e}", file=out)
+    if result.certificate_note:
+        print(f"why uncertified  {result.certificate_note}", file=out)
+    cert = "certified" if result.certified else "not certified"
+    theorem = "Thm 13, first-layer biases" if result.params.get("bias") else "Thm 12, no bias"
+    print(f"certificate      {cert}; three-layer dictionary ({theorem}); scanned "
+          f"{result.scanned}", file=out)
+    print(f"columns          {result.n_columns}   directions {result.n_directions}   solver "
+          f"{result.solver}   time {result.solve_time:.3f}s", file=out)
+    print(f"blocks           {len(result.blocks)}   f(x) = sum_j w3_j relu(w2_j relu(x . w1_j "
+          f"+ b1_j) + b2_j) + b3,  b3 = {result.network.output_bias:.6g}", file=out)
+    for j, blk in enumerate(result.blocks):
+        s = blk.index_set
+        idx = "" if s is None else (
+            f"samples={list(s.samples)} diffs={[list(p) for p in s.differences]} "
+            f"dirs={list(s.directions)} sign={s.sign:+d}")
+        print(f"  [{j}] w3={blk.w3:.4g} w2={blk.w2:.4g} {idx} l={blk.bias_sample} "
+              f"j0={blk.threshold_sample} shape={blk.shape}  {blk.formula}  "
+              f"(residual {blk.residual:.1e})", file=out)
+
+
 def print_polish_summary(result: PolishResult, out: Any = None) -> None:
     out = sys.stdout if out is None else out
     print(f"objective before      {result.objective_before:.10g}", file=out)
@@ -265,14 +322,19 @@ def print_polish_summary(result: PolishResult, out: Any = None) -> None:
         print(f"  layer {r.layer} [{r.source}]{angle}  {r.formula}", file=out)
 
 
-def write_output(path: str, result: SolveResult | PolishResult, *, loss: str,
-                 dataset_sha256: str) -> None:
-    """Write the network in the format named by the suffix, with its model card."""
+def write_output(path: str, result: SolveResult | PolishResult | ThreeLayerResult, *,
+                 loss: str, dataset_sha256: str) -> None:
+    """Write the network in the format named by the suffix, with its model card (a
+    three-layer network as three layers, the second one diagonal)."""
     from wedgenet import export
 
     card = export.model_card(result, dataset_sha256=dataset_sha256)
-    layers = (export.as_layer_list(result.network) if isinstance(result, SolveResult)
-              else result.layers)
+    if isinstance(result, SolveResult):
+        layers = export.as_layer_list(result.network)
+    elif isinstance(result, ThreeLayerResult):
+        layers = export.as_layer_list(result.network.to_layers())
+    else:
+        layers = result.layers
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
         arrays = ({f"{k}{i + 1}": np.asarray(v) for i, (W, b) in enumerate(layers)
@@ -294,7 +356,8 @@ def _sha256(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _report(args: argparse.Namespace, result: SolveResult | PolishResult, X: np.ndarray,
+def _report(args: argparse.Namespace, result: SolveResult | PolishResult | ThreeLayerResult,
+            X: np.ndarray,
             y: np.ndarray, summary: Any) -> int:
     """Write the output file (if any), then the JSON or the human summary."""
     if args.output:
@@ -311,6 +374,10 @@ def _report(args: argparse.Namespace, result: SolveResult | PolishResult, X: np.
 
 def cmd_solve(args: argparse.Namespace) -> int:
     check_output(args.output)
+    check_depth_args(args)
+    if args.depth == 3:
+        result3, X, y = _run_solve_three(args)
+        return _report(args, result3, X, y, print_three_layer_summary)
     result, X, y = _run_solve(args)
     return _report(args, result, X, y, print_summary)
 
@@ -368,9 +435,14 @@ def build_parser(plugins: dict[str, EntryPoint] | None = None) -> argparse.Argum
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     outputs = "; ".join(f"{k}: {v}" for k, v in OUTPUT_FORMATS.items())
     sp = sub.add_parser("solve", help="train a network by the convex program",
-                        description="Convex training of a two-layer ReLU network.",
+                        description="Convex training of a two-layer (or, with --depth 3, "
+                        "three-layer) ReLU network.",
                         formatter_class=_Formatter)
     _add_problem_args(sp)
+    sp.add_argument("--depth", type=int, default=2, choices=[2, 3],
+                    help="layers: 2, or 3 (three-layer blocks, docs/threelayer.md: one output, "
+                    "--reg l1, --source auto/exhaustive; exported as three layers with a "
+                    "diagonal second layer)")
     sp.add_argument("--json", action="store_true", help="print the result as one JSON object")
     sp.add_argument("--output", "-o", help=f"write the network ({outputs})")
     sp.set_defaults(run=cmd_solve)

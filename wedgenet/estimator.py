@@ -1,4 +1,5 @@
-"""scikit-learn estimators around :func:`wedgenet.solve`.
+"""scikit-learn estimators around :func:`wedgenet.solve` (and, with ``depth=3``,
+:func:`wedgenet.solve_three_layer`).
 
 Both subclass :class:`sklearn.base.BaseEstimator` (``get_params`` / ``set_params`` /
 ``clone`` / pipelines / grid search work as for any scikit-learn model) with the matching
@@ -25,6 +26,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from wedgenet.exceptions import WedgeNetError
 from wedgenet.network import TwoLayerNetwork
 from wedgenet.solve import Solver, SolveResult, SourceName, solve
+from wedgenet.threelayer.network import ThreeLayerNetwork
+from wedgenet.threelayer.solve import ThreeLayerResult, solve_three_layer
 from wedgenet.validation import DEFAULT_LAM
 
 FloatArray = NDArray[np.float64]
@@ -54,6 +57,13 @@ _PARAMS_DOC = """
         Seconds after which the best network so far is returned (uncertified); default:
         unbounded when the dictionary is scanned, 120 s when it is searched.
     seed : int, default 0
+    depth : {2, 3}, default 2
+        Layers of the network: 2 (``wedgenet.solve``) or 3 (``wedgenet.solve_three_layer``:
+        blocks ``w3 relu(w2 relu(x . w1 + b1) + b2)``, docs/threelayer.md). Depth 3 has one
+        output (regression with a 1-D ``y``, binary classification with the logistic or hinge
+        loss) and the exact dictionary (``p=1``, ``source`` "auto" or "exhaustive", ``solver``
+        "auto" or "workingset"); other combinations are refused when fitting. ``max_columns``
+        and ``n_columns`` are not used at depth 3.
 """
 
 
@@ -62,10 +72,11 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
 
     Attributes
     ----------
-    result_ : SolveResult
+    result_ : SolveResult or ThreeLayerResult
         Objective, dual bound, gap and certificate of the fit.
-    network_ : TwoLayerNetwork
-        The fitted network; each neuron has its index set and formula.
+    network_ : TwoLayerNetwork or ThreeLayerNetwork
+        The fitted network; each neuron (``depth=3``: each block) has its index set and
+        formula.
     n_features_in_ : int
     """
 
@@ -82,6 +93,7 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
         tol: float = 1e-6,
         max_time: float | None = None,
         seed: int = 0,
+        depth: int = 2,
     ) -> None:
         self.lam = lam
         self.p = p
@@ -93,8 +105,36 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
         self.tol = tol
         self.max_time = max_time
         self.seed = seed
+        self.depth = depth
+
+    def _check_depth(self) -> int:
+        """``depth`` as an int; the options depth 3 does not support are refused."""
+        depth = self.depth
+        if isinstance(depth, bool) or depth not in (2, 3):
+            raise WedgeNetError(f"depth must be 2 or 3, got {depth!r}")
+        if depth == 3:
+            if self.p != 1:
+                raise WedgeNetError(f"depth=3 needs p=1 (the exact three-layer dictionary), "
+                                    f"got p={self.p!r}")
+            if self.source not in ("auto", "exhaustive"):
+                raise WedgeNetError(f"depth=3 scans the whole three-layer dictionary: source "
+                                    f"must be 'auto' or 'exhaustive', got {self.source!r}")
+            if self.solver not in ("auto", "workingset"):
+                raise WedgeNetError(f"depth=3 solves by column generation: solver must be "
+                                    f"'auto' or 'workingset', got {self.solver!r}")
+        return int(depth)
 
     def _fit(self, X: Any, y: Any, loss: str) -> None:
+        if self._check_depth() == 3:
+            if np.ndim(y) > 1 and np.shape(y)[1] != 1:
+                raise WedgeNetError(f"depth=3 networks have one output; y has shape "
+                                    f"{np.shape(y)}")
+            result3 = solve_three_layer(
+                X, np.reshape(y, -1) if np.ndim(y) > 1 else y, loss=loss, bias=self.bias,
+                lam=self.lam, tol=self.tol, max_time=self.max_time)
+            self.result_: SolveResult | ThreeLayerResult = result3
+            self.network_: TwoLayerNetwork | ThreeLayerNetwork = result3.network
+            return
         result = solve(
             X,
             y,
@@ -110,8 +150,8 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
             tol=self.tol,
             max_time=self.max_time,
         )
-        self.result_: SolveResult = result
-        self.network_: TwoLayerNetwork = result.network
+        self.result_ = result
+        self.network_ = result.network
 
     def _check_fitted(self, X: Any) -> FloatArray:
         check_is_fitted(self, "network_")
@@ -124,6 +164,9 @@ class _WedgeNetBase(BaseEstimator):  # type: ignore[misc]
 
     @property
     def neurons_(self) -> list[Any]:
+        """The hidden neurons (``depth=3``: the blocks)."""
+        if isinstance(self.network_, ThreeLayerNetwork):
+            return list(self.network_.blocks)
         return self.network_.neurons
 
 
@@ -168,6 +211,7 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
         + """    loss : {"auto", "logistic", "hinge", "softmax"}, default "auto"
         ``auto``: logistic for two classes, softmax for more. The binary losses need two
         classes; ``softmax`` handles any number (vector output, group norm as in Thm 14).
+        ``depth=3``: two classes only (logistic or hinge).
 
     Attributes
     ----------
@@ -192,6 +236,7 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
         tol: float = 1e-6,
         max_time: float | None = None,
         seed: int = 0,
+        depth: int = 2,
     ) -> None:
         super().__init__(
             lam,
@@ -204,6 +249,7 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
             tol=tol,
             max_time=max_time,
             seed=seed,
+            depth=depth,
         )
         self.loss = loss
 
@@ -222,6 +268,11 @@ class WedgeNetClassifier(ClassifierMixin, _WedgeNetBase):  # type: ignore[misc]
                 f"but the data contain only one class: {np.unique(y)[0]!r}"
             )
         loss = self.loss if self.loss != "auto" else ("logistic" if n_classes == 2 else "softmax")
+        if self._check_depth() == 3 and (loss == "softmax" or n_classes > 2):
+            raise WedgeNetError(
+                f"depth=3 networks have one output: binary classification only (logistic or "
+                f"hinge loss, 2 classes); got loss={loss!r} with {n_classes} classes"
+            )
         if loss != "softmax" and n_classes > 2:
             raise WedgeNetError(
                 f"the {loss} loss handles 2 classes, got {n_classes}; use loss='softmax' "

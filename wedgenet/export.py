@@ -83,6 +83,9 @@ def card_from_dict(
     ``dual_objective``, ``relative_gap``, ``certified`` and ``network.neurons``; a polish
     needs ``params``, ``objective_before``, ``objective_after`` and ``neurons`` (its neuron
     reports). Other keys of a solve's ``to_dict()`` are read when present (``None`` when not).
+    A three-layer solve (``ThreeLayerResult.to_dict()``) has ``network.blocks`` instead of
+    ``network.neurons``: the card lists the blocks with their first-layer index set, bias
+    sample ``l``, threshold sample ``j0``, shape and formula, and ``depth`` 3.
     """
     from wedgenet import __version__
 
@@ -102,9 +105,15 @@ def card_from_dict(
             neurons=[
                 {"index_set": nr.get("index_set"), "formula": nr.get("formula", ""),
                  "residual": nr.get("residual")}
-                for nr in data["network"]["neurons"]
+                for nr in data["network"].get("neurons", [])
             ],
         )
+        if "blocks" in data["network"]:  # a three-layer network
+            card.update(depth=3, blocks=[
+                {k: blk.get(k) for k in ("index_set", "bias_sample", "threshold_sample",
+                                         "shape", "formula", "residual")}
+                for blk in data["network"]["blocks"]
+            ])
     else:  # a polish
         card.update(
             kind="polish",

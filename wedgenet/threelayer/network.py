@@ -132,6 +132,16 @@ class ThreeLayerNetwork:
             "b3": np.array([float(self.output_bias)]),
         }
 
+    def to_layers(self) -> list[tuple[FloatArray, FloatArray]]:
+        """The network as three dense layers ``[(W, b), ...]`` in (d_in, d_out) layout, ReLU
+        between them: ``W1`` (d, m), ``b1``; a diagonal ``diag(w2)`` (m, m), ``b2``; ``w3``
+        (m, 1), ``[b3]``. Any tool that runs ``relu(x W1 + b1) ... W3 + b3`` (``wedgenet.export``,
+        ONNX, ``torch.nn.Sequential``) computes :meth:`decision_function`."""
+        a = self.to_arrays()
+        m = a["w2"].shape[0]
+        return [(a["W1"], a["b1"]), (np.diag(a["w2"]).reshape(m, m), a["b2"]),
+                (a["w3"].reshape(m, 1), a["b3"])]
+
     @classmethod
     def from_arrays(
         cls,

@@ -118,6 +118,11 @@ class ThreeLayerResult:
             "solver": self.solver,
             "solve_time": float(self.solve_time),
             "params": dict(self.params),
+            "depth": 3,
+            "scanned": self.scanned,
+            "exact": bool(self.exact),
+            "certifies_network": bool(self.certifies_network),
+            "classes": None if self.classes is None else self.classes.tolist(),
             "network": self.network.to_dict(),
         }
 
