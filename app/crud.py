@@ -169,6 +169,9 @@ def check_solve(session: Session, body: SolveJobCreate, ds: Dataset, settings: S
     given = prm.model_fields_set
     check_labels(session, prm.loss, ds)
     _check_bias(prm.bias, ds)
+    if prm.depth == 3:
+        _check_three_layer(body, ds)
+        return
     if prm.source == "sample" and prm.n_columns is None:
         raise Invalid("source='sample' needs n_columns (the number of random hyperplanes "
                       "to sample)")
@@ -215,6 +218,38 @@ def check_solve(session: Session, body: SolveJobCreate, ds: Dataset, settings: S
         if prm.scan_parts > 1:
             raise Invalid(f"{how}scan_parts > 1 splits full scans; the dictionary (about "
                           f"{size} columns) is searched, not scanned: use scan_parts=1")
+
+
+def _check_three_layer(body: SolveJobCreate, ds: Dataset) -> None:
+    """``depth=3`` (``wedgenet.solve_three_layer``): one output, the exact dictionary scanned
+    by column generation; the options it does not use are refused, naming ``depth``."""
+    from wedgenet.threelayer import n_direction_subsets
+    from wedgenet.threelayer.solve import MAX_DIRECTIONS
+
+    prm = body.params
+    if prm.loss == "softmax" or ds.outputs != 1:
+        raise Invalid(f"depth=3 networks have one output: loss must be squared (with a 1-D y), "
+                      f"logistic or hinge; got loss={prm.loss!r} on a dataset with "
+                      f"{ds.outputs} output column(s)")
+    refused = [
+        (prm.p != 1, f"p={prm.p} (depth=3 needs p=1, the exact three-layer dictionary)"),
+        (prm.source not in ("auto", "exhaustive"),
+         f"source={prm.source!r} (depth=3 scans the whole dictionary: 'auto' or "
+         "'exhaustive')"),
+        (prm.solver == "cvxpy", "solver='cvxpy' (depth=3 solves by column generation: "
+         "'auto' or 'workingset')"),
+        (prm.scan_parts > 1, f"scan_parts={prm.scan_parts} (depth=3 scans in one worker: 1)"),
+        (prm.warm_start != "none", f"warm_start={prm.warm_start!r} (depth=3: 'none')"),
+        (prm.n_columns is not None, "n_columns (not used with depth=3: leave it out)"),
+    ]
+    for bad, what in refused:
+        if bad:
+            raise Invalid(f"depth=3 does not support {what}")
+    n_dirs = n_direction_subsets(ds.n, ds.d, bias=prm.bias)
+    if n_dirs > MAX_DIRECTIONS:
+        raise Invalid(f"depth=3: the three-layer dictionary for n={ds.n}, d={ds.d} "
+                      f"(bias={prm.bias}) has {n_dirs} first-layer directions, over the "
+                      f"limit of {MAX_DIRECTIONS}; use depth=2 or fewer samples")
 
 
 def check_polish(session: Session, body: PolishJobCreate, ds: Dataset, ws: WeightSet) -> None:
@@ -596,11 +631,17 @@ def model_card(session: Session, net: Network) -> dict[str, Any]:
 
     summary = dict(net.summary or {})
     if net.kind != "polish":
+        units = [{"index_set": nr.index_set, "formula": nr.formula, "residual": nr.residual}
+                 for nr in net.neurons]
+        if summary_of(net).depth == 3:  # blocks, with l, j0 and shape
+            for unit, nr in zip(units, net.neurons, strict=True):
+                extra = neuron_extra(nr)
+                unit.update(bias_sample=extra.bias_sample,
+                            threshold_sample=extra.threshold_sample, shape=extra.shape)
         summary.update(
             primal_objective=net.primal_objective, dual_objective=net.dual_objective,
             relative_gap=net.relative_gap, certified=net.certified,
-            network={"neurons": [{"index_set": nr.index_set, "formula": nr.formula,
-                                  "residual": nr.residual} for nr in net.neurons]})
+            network={"blocks": units} if summary_of(net).depth == 3 else {"neurons": units})
     summary.setdefault("params", {})
     summary.setdefault("neurons", [])
     summary["classes"] = classes_of(session, net)

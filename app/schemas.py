@@ -46,6 +46,8 @@ def _exact_int(value: Any) -> Any:
 IdStr = Annotated[str, BeforeValidator(_db_text), Field(min_length=1, max_length=64)]
 #: ``p`` of the objective: exactly the integer 1 or 2 (``true`` and ``1.0`` are refused)
 NormP = Annotated[Literal[1, 2], BeforeValidator(_exact_int)]
+#: layers of a solved network: exactly the integer 2 or 3
+Depth = Annotated[Literal[2, 3], BeforeValidator(_exact_int)]
 
 
 class ErrorBody(BaseModel):
@@ -90,6 +92,12 @@ class SolveParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     loss: Loss = "squared"
+    depth: Depth = Field(
+        default=2,
+        description="layers: 2 (wedgenet.solve) or 3 (wedgenet.solve_three_layer: blocks "
+        "w3 relu(w2 relu(x . w1 + b1) + b2), docs/threelayer.md). depth=3 needs one output "
+        "(loss squared with a 1-D y, logistic or hinge), p=1, source 'auto' or 'exhaustive', "
+        "solver 'auto' or 'workingset', scan_parts=1, warm_start='none' and no n_columns")
     p: NormP = 1
     bias: bool = True
     lam: float = Field(default=DEFAULT_LAM, gt=0, le=1e6, allow_inf_nan=False)
@@ -227,6 +235,28 @@ class IndexSetOut(BaseModel):
     directions: list[int]
     sign: int
 
+    def defining_samples(self) -> list[int]:
+        """The samples named by the index set, ascending."""
+        return sorted(set(self.samples))
+
+
+class BlockIndexSetOut(IndexSetOut):
+    """The first-layer index set of a depth-3 block (``wedgenet.threelayer.FirstLayerIndexSet``):
+    also the differences the hyperplane runs along."""
+
+    differences: list[list[int]] = Field(
+        default_factory=list, description="the differences x_i - x_j (as [i, j]) the "
+        "first-layer hyperplane runs along")
+
+    def defining_samples(self) -> list[int]:
+        """The samples named by the index set (its samples and both ends of its
+        differences), ascending."""
+        return sorted({*self.samples, *(i for pair in self.differences for i in pair)})
+
+
+#: a neuron's index set; depth-3 blocks (with differences) first, so that they keep them
+AnyIndexSet = BlockIndexSetOut | IndexSetOut
+
 
 class NeuronOut(BaseModel):
     id: int
@@ -234,9 +264,10 @@ class NeuronOut(BaseModel):
     weight: list[float]
     bias: float
     output_weight: list[float]
-    index_set: IndexSetOut | None = Field(
-        description="the samples/directions the neuron's hyperplane passes through; null for "
-        "neurons that are not a closed form (original neurons kept by a polish refit)")
+    index_set: AnyIndexSet | None = Field(
+        description="the samples/directions the neuron's hyperplane passes through (depth-3 "
+        "blocks: also differences); null for neurons that are not a closed form (original "
+        "neurons kept by a polish refit)")
     formula: str
     residual: float
     kind: Literal["polished", "original"] | None = Field(
@@ -246,6 +277,18 @@ class NeuronOut(BaseModel):
     angle_deg: float | None = Field(
         default=None, description="polish results: angle between the original and the "
         "polished neuron as homogeneous normals (w, b)")
+    bias_sample: int | None = Field(
+        default=None, description="depth-3 blocks with first-layer biases: the sample l with "
+        "b = -x_l . w (the first-layer hyperplane passes through x_l)")
+    threshold_sample: int | None = Field(
+        default=None, description="depth-3 blocks: the threshold sample j0 where the "
+        "second-layer unit switches (its first-layer value equals sample j0's)")
+    shape: Literal["up", "down"] | None = Field(
+        default=None, description="depth-3 blocks: 'up' (u - u_j0)_+ or 'down' (u_j0 - u)_+ "
+        "of the first-layer value u")
+    second_layer_weight: float | None = Field(
+        default=None, description="depth-3 blocks: w2 (weight and output_weight are w1 and w3)")
+    second_layer_bias: float | None = Field(default=None, description="depth-3 blocks: b2")
 
 
 class LayerOut(BaseModel):
@@ -362,6 +405,12 @@ class NeuronExtra(StoredJSON):
     source: int | None = Field(
         default=None, description="polish results: the input network's neuron it comes from")
     angle_deg: float | None = None
+    # depth-3 blocks (wedgenet.threelayer.Block)
+    bias_sample: int | None = None
+    threshold_sample: int | None = None
+    shape: Literal["up", "down"] | None = None
+    second_layer_weight: float | None = None
+    second_layer_bias: float | None = None
 
 
 class ResultNeuron(StoredJSON):
@@ -371,13 +420,23 @@ class ResultNeuron(StoredJSON):
     weight: list[float]
     bias: float
     output_weight: list[float]
-    index_set: IndexSetOut | None = None
+    index_set: AnyIndexSet | None = None
     formula: str = ""
     residual: Annotated[float, BeforeValidator(_residual)] = 0.0
 
     def extra_record(self) -> NeuronExtra:
         """The keys beyond the closed form (stored as ``neurons.extra``)."""
         return NeuronExtra.model_validate(self.model_extra or {})
+
+    def sample_indices(self) -> list[int]:
+        """The training samples that define the neuron (``neuron_samples`` rows): its index
+        set's samples; for a depth-3 block also the ends of its differences, the bias sample
+        ``l`` and the threshold sample ``j0``."""
+        if self.index_set is None:
+            return []
+        extra = self.extra_record()
+        more = [i for i in (extra.bias_sample, extra.threshold_sample) if i is not None]
+        return sorted({*self.index_set.defining_samples(), *more})
 
 
 class StoredLayer(BaseModel):
@@ -443,7 +502,9 @@ class ResultSummary(StoredJSON):
     (solve: ``SolveResult.to_dict()``; polish: ``PolishResult.to_dict()``, the polish report)
     and what the service adds (warm start, distributed scan, l2 bound)."""
 
-    # solve jobs (wedgenet.SolveResult)
+    # solve jobs (wedgenet.SolveResult; depth 3: wedgenet.ThreeLayerResult)
+    depth: int = 2
+    n_directions: int | None = None
     scanned: str | None = None
     n_columns: int | None = None
     solver: str | None = None
@@ -595,7 +656,7 @@ class NeuronHit(BaseModel):
     network_id: str
     job_id: str
     position: int
-    index_set: IndexSetOut | None
+    index_set: AnyIndexSet | None
     formula: str
 
 

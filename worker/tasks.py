@@ -163,7 +163,8 @@ def _store_network(job_id: str, token: str, record: JobResult, settings: Setting
         neurons = [
             Neuron(network_id=network.id, position=pos, weight=nd.weight, bias=nd.bias,
                    output_weight=nd.output_weight,
-                   index_set=nd.index_set.model_dump() if nd.index_set else None,
+                   index_set=(nd.index_set.model_dump(exclude_defaults=True)
+                              if nd.index_set else None),
                    formula=nd.formula, residual=nd.residual, extra=nd.extra_record().stored())
             for pos, nd in enumerate(record.neurons)
         ]
@@ -171,8 +172,8 @@ def _store_network(job_id: str, token: str, record: JobResult, settings: Setting
         s.flush()
         rows = [
             {"neuron_id": nr.id, "sample_index": int(i)}
-            for nr, nd in zip(neurons, record.neurons, strict=True) if nd.index_set
-            for i in sorted(set(nd.index_set.samples))
+            for nr, nd in zip(neurons, record.neurons, strict=True)
+            for i in nd.sample_indices()
         ]
         if rows:
             s.execute(insert(NeuronSample), rows)
@@ -194,6 +195,37 @@ def solve_record(result: Any, summary_extra: dict[str, Any] | None = None) -> Jo
         "certified": rdict["certified"],
         "summary": {**rdict, **_jsonable(summary_extra or {})},
         "neurons": ndict["neurons"],
+    })
+
+
+def three_layer_record(result: Any, summary_extra: dict[str, Any] | None = None) -> JobResult:
+    """The :class:`JobResult` of a ``wedgenet.ThreeLayerResult``: the network as its three
+    layers (``W1``, a diagonal ``W2``, ``w3``: predictions and exports run them unchanged) and
+    the blocks as neurons (first-layer weights and bias, ``w3`` as the output weight, the
+    first-layer index set and formula; ``l``, ``j0``, shape, ``w2`` and ``b2`` in the neuron's
+    extra fields); the result without the network as the summary (``depth`` 3)."""
+    rdict = _jsonable(result.to_dict())
+    rdict.pop("network")
+    network = result.network
+    neurons = [
+        {"weight": _jsonable(blk.w1), "bias": float(blk.b1), "output_weight": [float(blk.w3)],
+         "index_set": None if blk.index_set is None else _jsonable(blk.index_set.to_dict()),
+         "formula": blk.formula, "residual": float(blk.residual),
+         "bias_sample": blk.bias_sample, "threshold_sample": blk.threshold_sample,
+         "shape": blk.shape, "second_layer_weight": float(blk.w2),
+         "second_layer_bias": float(blk.b2)}
+        for blk in network.blocks
+    ]
+    summary = {**rdict, "depth": 3, "params": {**rdict["params"], "depth": 3}}
+    return JobResult.model_validate({
+        "kind": "solve", "n_features": int(network.n_features), "n_outputs": 1,
+        "output_bias": [float(network.output_bias)],
+        "primal_objective": rdict["primal_objective"],
+        "dual_objective": rdict["dual_objective"], "relative_gap": rdict["relative_gap"],
+        "certified": rdict["certified"],
+        "summary": {**summary, **_jsonable(summary_extra or {})},
+        "neurons": neurons,
+        "layers": [{"W": _jsonable(W), "b": _jsonable(b)} for W, b in network.to_layers()],
     })
 
 
@@ -219,8 +251,12 @@ def polish_record(result: Any) -> JobResult:
 
 def _store_result(job_id: str, token: str, result: Any, settings: Settings,
                   summary_extra: dict[str, Any] | None = None) -> bool:
-    """Store a solve result (``wedgenet.SolveResult``); see :func:`_store_network`."""
-    return _store_network(job_id, token, solve_record(result, summary_extra), settings)
+    """Store a solve result (``wedgenet.SolveResult`` or ``wedgenet.ThreeLayerResult``); see
+    :func:`_store_network`."""
+    record = (three_layer_record(result, summary_extra)
+              if isinstance(result, wedgenet.ThreeLayerResult)
+              else solve_record(result, summary_extra))
+    return _store_network(job_id, token, record, settings)
 
 
 def _store_polish(job_id: str, token: str, result: Any, settings: Settings) -> bool:
@@ -245,7 +281,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 #: job parameters the service interprets itself (not passed to ``wedgenet.solve``)
-SERVICE_PARAMS = ("scan_parts", "warm_start", "l2_bound")
+SERVICE_PARAMS = ("scan_parts", "warm_start", "l2_bound", "depth")
 
 
 def run_job_now(job_id: str, settings: Settings | None = None,
@@ -361,6 +397,13 @@ def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[s
     Returns the ``SolveResult`` and what to add to the network's summary."""
     engine = {k: v for k, v in params.items() if k not in SERVICE_PARAMS}
     extra: dict[str, Any] = {}
+    if int(params.get("depth", 2)) == 3:  # check_solve refused what this path ignores
+        progress(0.0, "three-layer dictionary")
+        result3 = wedgenet.solve_three_layer(
+            X, y, lam=float(engine["lam"]), bias=bool(engine.get("bias", True)),
+            loss=engine.get("loss", "squared"), tol=float(engine.get("tol", 1e-6)),
+            max_time=engine.get("max_time"), progress=progress)
+        return result3, extra
     want_l2 = int(engine.get("p", 1)) == 2 and bool(params.get("l2_bound", True))
     scale = 0.9 if want_l2 else 1.0
 

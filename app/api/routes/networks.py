@@ -14,6 +14,7 @@ from app.api.deps import OwnerDep, SessionDep, SettingsDep
 from app.api.routes.common import ERRORS
 from app.models import Network
 from app.schemas import (
+    BlockIndexSetOut,
     IndexSetOut,
     LayerOut,
     NetworkListItem,
@@ -32,6 +33,11 @@ router = APIRouter(tags=["networks"], responses=ERRORS)
 def _index_set(d: dict[str, Any] | None) -> IndexSetOut | None:
     if not d:
         return None
+    if d.get("differences"):  # a depth-3 block
+        return BlockIndexSetOut(samples=list(d.get("samples", [])),
+                                directions=list(d.get("directions", [])),
+                                sign=int(d.get("sign", 1)),
+                                differences=[list(p) for p in d["differences"]])
     return IndexSetOut(samples=list(d.get("samples", [])),
                        directions=list(d.get("directions", [])), sign=int(d.get("sign", 1)))
 
@@ -60,7 +66,10 @@ def _neurons(net: Network) -> list[NeuronOut]:
             id=nr.id, position=nr.position, weight=nr.weight, bias=nr.bias,
             output_weight=nr.output_weight, index_set=_index_set(nr.index_set),
             formula=nr.formula, residual=nr.residual, kind=extra.kind, source=extra.source,
-            angle_deg=extra.angle_deg))
+            angle_deg=extra.angle_deg, bias_sample=extra.bias_sample,
+            threshold_sample=extra.threshold_sample, shape=extra.shape,
+            second_layer_weight=extra.second_layer_weight,
+            second_layer_bias=extra.second_layer_bias))
     return neurons
 
 
