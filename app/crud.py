@@ -20,6 +20,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from app import quotas
 from app.core.config import Settings
 from app.models import (
     Dataset,
@@ -317,6 +318,7 @@ def create_job(session: Session, owner: str, body: JobCreate, settings: Settings
     prior = _by_idempotency_key(session, owner, idempotency_key)
     if prior is not None:
         return _replay(prior, digest), False
+    quotas.check_active_jobs(session, owner, settings)  # 429 before any other work
     ds = get_dataset(session, owner, body.dataset_id)
     weight_set_id = None
     if isinstance(body, PolishJobCreate):

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.routes import datasets, health, jobs, networks, ui, weights
 from app.core.config import get_settings
+from app.quotas import QuotaGuard
 from app.uploads import UploadError
 
 log = logging.getLogger("wedgenet.api")
@@ -263,12 +264,20 @@ Objective: `f(x) = sum_j a_j relu(w_j . x + b_j) + c`, trained on
 loss is `0.5 * sum_i (f(x_i) - y_i)^2` (summed, not averaged).
 
 Every request except `/health` needs an `X-API-Key` header; a key sees only its own resources.
+Each key has quotas (queued + running jobs, stored bytes, requests per second); a request over
+one answers `429` with a `Retry-After` header.
 """
+
+
+#: every operation may answer 429 (app/quotas.py)
+QUOTA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"description": "a quota or the request rate of the API key is exceeded; retry after "
+          "the `Retry-After` header's seconds"}}
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="wedgenet", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, responses=QUOTA_RESPONSES)
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
@@ -310,6 +319,7 @@ def create_app() -> FastAPI:
     for module in (health, datasets, weights, jobs, networks):
         app.include_router(module.router)
     ui.install(app)  # the web page at /ui/ (app/ui), / redirects there
+    app.add_middleware(QuotaGuard)  # type: ignore[arg-type]  # request rate, full storage
     app.add_middleware(BodySizeLimit)  # type: ignore[arg-type]
     app.add_middleware(RequestGuard)  # type: ignore[arg-type]
     return app

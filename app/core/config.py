@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     #: their bodies already spooled to temporary files
     max_concurrent_uploads: int = Field(default=2, ge=1)
 
+    # per-key quotas (app/quotas.py), answered 429 with Retry-After; 0 disables each
+    #: queued + running jobs of one API key
+    quota_active_jobs: int = Field(default=100, ge=0)
+    #: bytes of arrays one API key stores (datasets and weight sets, distinct blobs)
+    quota_storage_bytes: int = Field(default=1024**3, ge=0)
+    #: requests per second one API key may make on average (a token bucket per key: in
+    #: Redis when the broker is Redis, shared by all API processes; else per process) ...
+    rate_limit: float = Field(default=50.0, ge=0)
+    #: ... and at once after a pause
+    rate_burst: int = Field(default=200, ge=1)
+
     # solve limits
     max_dictionary_columns: int = Field(default=2_000_000, ge=1)
     #: ``max_time`` of solve jobs that do not set one (seconds): the best network so far is

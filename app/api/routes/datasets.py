@@ -14,6 +14,7 @@ from app.api.deps import OwnerDep, SessionDep, SettingsDep
 from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, page
 from app.core.config import Settings
 from app.models import Dataset
+from app.quotas import check_storage
 from app.schemas import DatasetOut, Page
 from app.storage import delete_if_orphan, get_array, get_blob_bytes, put_array
 from app.uploads import (
@@ -105,6 +106,7 @@ def store_dataset(
     if existing is not None:
         session.commit()
         return JSONResponse(dataset_out(existing).model_dump(mode="json"), status_code=200)
+    check_storage(session, owner, settings, (xb.sha256, yb.sha256))  # 429: nothing stored
     ds = Dataset(owner=owner, name=name, content_hash=content_hash, x_sha256=xb.sha256,
                  y_sha256=yb.sha256, n=int(Xc.shape[0]), d=int(Xc.shape[1]),
                  outputs=1 if yc.ndim == 1 else int(yc.shape[1]),

@@ -14,6 +14,7 @@ from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, pag
 from app.api.routes.datasets import get_owned as get_owned_dataset
 from app.core.config import Settings
 from app.models import Job, WeightSet
+from app.quotas import check_storage
 from app.schemas import LayerShape, Page, WeightSetOut
 from app.storage import delete_if_orphan, get_array, put_array
 from app.uploads import (
@@ -112,6 +113,7 @@ def store_weights(
     for Wl, bl in checked:
         pairs.append([put_array(session, Wl).sha256, put_array(session, bl).sha256])
     content_hash = hashlib.sha256("|".join(":".join(p) for p in pairs).encode()).hexdigest()
+    check_storage(session, owner, settings, [sha for p in pairs for sha in p])  # 429: no rows
     ws = WeightSet(owner=owner, name=name, dataset_id=dataset_id or None,
                    content_hash=content_hash, layer_blobs=pairs,
                    shapes=[[int(Wl.shape[0]), int(Wl.shape[1])] for Wl, _ in checked])
