@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -101,6 +102,25 @@ def recover_jobs(settings: Settings | None = None) -> list[str]:
 BLIND_REPUBLISH_AFTER = 120.0
 
 
+#: a process spends at most this share of its time reading the broker queue (a backlog of
+#: 10,000 waiting messages takes ~0.1-0.3 s to read: then at most every few seconds)
+PEEK_SHARE = 0.05
+_SKIPPED: set[str] = {"<skipped>"}
+_last_peek = [0.0, 0.0]  # monotonic start, duration
+
+
+def _peek(settings: Settings) -> set[str] | None:
+    """:func:`app.broker.waiting_job_ids`, unless this process read the queue less than
+    ``duration / PEEK_SHARE`` seconds ago (then :data:`_SKIPPED`)."""
+    start, duration = _last_peek
+    if time.monotonic() - start < duration / PEEK_SHARE:
+        return _SKIPPED
+    t0 = time.monotonic()
+    waiting = broker.waiting_job_ids(settings)
+    _last_peek[:] = [t0, time.monotonic() - t0]
+    return waiting
+
+
 def _republish_lost(settings: Settings, now: datetime) -> list[str]:
     """Queued jobs whose message was lost: never published (``enqueued_at`` NULL: publishing
     failed), or published more than ``queued_stale_after`` seconds ago and no longer waiting
@@ -119,8 +139,11 @@ def _republish_lost(settings: Settings, now: datetime) -> list[str]:
         return []
     waiting: set[str] | None = set()
     if any(at is not None for _, at in candidates):
-        waiting = broker.waiting_job_ids(settings)
-    if waiting is None:  # cannot see the queue: only the never-published and the very old
+        waiting = _peek(settings)
+    if waiting is _SKIPPED:  # looked a moment ago: only the never-published ones now
+        old = Job.enqueued_at.is_(None)
+        waiting = set()
+    elif waiting is None:  # cannot see the queue: only the never-published and the very old
         blind_cut = now - timedelta(seconds=max(settings.queued_stale_after,
                                                 BLIND_REPUBLISH_AFTER))
         old = or_(Job.enqueued_at.is_(None), Job.enqueued_at < blind_cut)
