@@ -98,7 +98,9 @@ function submitCard(datasets, weights, query) {
         { hint: "sample: how many; search: extra starts" }),
       field("Time budget (s)", num("max_time", "", { min: 0, placeholder: "server default" }),
         { hint: "stops with the best network so far, uncertified" }),
-      field("Seed", num("seed", "0", { min: 0, step: 1 }))),
+      field("Seed", num("seed", "0", { min: 0, step: 1 })),
+      field("Layers (depth)", select("depth", [["2", "2"], ["3", "3 (blocks; one output, p = 1)"]], "2"),
+        { hint: "3: certified three-layer network (docs/threelayer.md)" })),
     h("details", {}, h("summary", {}, "Advanced"),
       h("div.fields", {},
         field("Solver", select("solver", ["auto", "workingset", "cvxpy"], "auto")),
@@ -161,6 +163,10 @@ function submitCard(datasets, weights, query) {
       params.scan_parts = Number(val("scan_parts").value);
       params.warm_start = val("warm_start").value;
       params.l2_bound = val("l2_bound").checked;
+      if (val("depth").value === "3") {
+        params.depth = 3;
+        for (const k of ["scan_parts", "warm_start", "l2_bound", "max_columns"]) delete params[k];
+      }
     } else {
       params.refit = val("refit").value;
       optional("validation_fraction");

@@ -11,11 +11,26 @@ import {
 
 const PAGE = 20;
 
-/** "{1, 9} (+)", "{13, e2} (−)": samples, then coordinate directions, then the sign. */
+/** "{1, 9} (+)", "{13, e2} (−)", "{x3−x5} (+)": samples, differences (three-layer blocks),
+ * then coordinate directions, then the sign. */
 export function compactIndexSet(ix) {
   if (!ix) return "—";
-  const items = [...ix.samples.map(String), ...ix.directions.map((k) => `e${k + 1}`)];
+  const items = [...ix.samples.map(String), ...(ix.differences || []).map(([i, j]) => `x${i}−x${j}`),
+    ...ix.directions.map((k) => `e${k + 1}`)];
   return `{${items.join(", ")}} (${ix.sign > 0 ? "+" : "−"})`;
+}
+
+/** A depth-3 network (blocks w3 relu(w2 relu(w1 · x + b1) + b2)). */
+export const isThreeLayer = (net) => net.summary?.depth === 3 || net.params?.depth === 3;
+
+/** The samples that define a neuron: its index set's samples; for a block also the ends of
+ * its differences, its bias sample l and its threshold sample j0. */
+export function definingSamples(n) {
+  const ix = n.index_set;
+  if (!ix) return [];
+  const out = new Set([...ix.samples, ...(ix.differences || []).flat()]);
+  for (const i of [n.bias_sample, n.threshold_sample]) if (i !== null && i !== undefined) out.add(i);
+  return [...out].sort((a, b) => a - b);
 }
 
 export async function networksView(root, ctx, query) {
@@ -55,6 +70,12 @@ export function certificateSentence(net) {
   if (net.kind === "polish") {
     return "Polished network: its neurons were moved onto hyperplanes through training samples "
       + "and the output layer refit; there is no dual bound, so nothing is certified.";
+  }
+  if (net.certified && s.certifies_network && isThreeLayer(net)) {
+    return `Certified globally optimal: every column of the three-layer dictionary was checked, and the `
+      + `dual bound ${fmt(net.dual_objective, 6)} proves that no three-layer network of parallel blocks, of any `
+      + `width, reaches a lower objective, so this one (${fmt(net.primal_objective, 6)}) is within a relative `
+      + `gap of ${fmt(gap, 2)} of the best possible.`;
   }
   if (net.certified && s.certifies_network) {
     return `Certified globally optimal: every column of the exact dictionary was checked, and the `
@@ -100,14 +121,17 @@ function certificateCard(net) {
       stat("relative gap", fmt(net.relative_gap, 2)));
   }
   items.push(h("div", {}, h("span.label", {}, "status"), h("span", { style: "padding-top:6px" }, certBadge(net))));
+  const depth3 = isThreeLayer(net);
   const facts = [
-    ["loss, p, λ", `${prm.loss ?? "?"}, p = ${prm.p ?? "?"}, λ = ${fmt(prm.lam)}${prm.bias === false ? ", no biases" : ""}`],
+    depth3 ? ["loss, λ", `${prm.loss ?? "?"}, λ = ${fmt(prm.lam)}${prm.bias === false ? ", no first-layer biases (Thm 12)" : " (Thm 13)"}`]
+      : ["loss, p, λ", `${prm.loss ?? "?"}, p = ${prm.p ?? "?"}, λ = ${fmt(prm.lam)}${prm.bias === false ? ", no biases" : ""}`],
+    depth3 ? ["layers", `3: ${net.n_neurons} blocks, ${s.n_directions ?? "?"} first-layer directions`] : null,
     s.scanned ? ["dictionary", `${s.scanned === "all" ? "every column checked" : s.scanned} · ${s.n_columns ?? "?"} columns priced`] : null,
     s.solver ? ["solver", s.solver] : null,
     s.solve_time !== undefined ? ["solve time", fmtDuration(s.solve_time)] : null,
     s.certificate_note ? ["why not certified", s.certificate_note] : null,
     s.gap_estimate !== null && s.gap_estimate !== undefined ? ["gap estimate", fmt(s.gap_estimate, 3)] : null,
-    ["shape", `${net.n_features} inputs → ${net.n_layers > 2 ? `${net.n_layers - 1} hidden layers` : `${net.n_neurons} neurons`} → ${net.n_outputs} output${net.n_outputs > 1 ? "s" : ""}`],
+    ["shape", `${net.n_features} inputs → ${depth3 ? `${net.n_neurons} blocks (2 hidden layers)` : net.n_layers > 2 ? `${net.n_layers - 1} hidden layers` : `${net.n_neurons} neurons`} → ${net.n_outputs} output${net.n_outputs > 1 ? "s" : ""}`],
     ["job", h("a", { href: `#/jobs/${net.job_id}` }, shortId(net.job_id))],
     ["dataset", net.dataset_id ? h("a", { href: `#/datasets/${net.dataset_id}` }, shortId(net.dataset_id)) : "— (deleted)"],
   ];
@@ -177,6 +201,8 @@ export async function networkView(root, ctx, id, query) {
     certificateCard(net));
   if (net.polish) root.append(polishCard(net));
   const isPolish = net.kind === "polish";
+  const depth3 = isThreeLayer(net);
+  const unit = depth3 ? "Block" : "Neuron";
   const neurons = net.neurons.map((n) => ({ ...n, absA: norm(n.output_weight) }));
   let sort = { key: "absA", dir: -1 };
   let selected = null;
@@ -184,7 +210,7 @@ export async function networkView(root, ctx, id, query) {
   let plot = null;
 
   const panel = h("section.card#neuron-panel", { "aria-labelledby": "neuron-title" },
-    h("h2#neuron-title", {}, "Neuron"), h("p.muted", {}, "Select a neuron in the table to see its index-set samples."));
+    h("h2#neuron-title", {}, unit), h("p.muted", {}, `Select a ${unit.toLowerCase()} in the table to see its index-set samples.`));
   const figCard = h("section.card", { "aria-labelledby": "fig-title", hidden: net.n_features !== 2 },
     h("h2#fig-title", {}, "Prediction regions and breaklines"), h("p.muted", {}, "Loading the dataset…"));
   const tableCard = h("section.card", { "aria-labelledby": "neurons-title" });
@@ -213,16 +239,23 @@ export async function networkView(root, ctx, id, query) {
       h("th.num", { scope: "col" }, "output weight"), h("th", { scope: "col" }, "formula"),
       sortHead("residual", "residual"), h("th", { scope: "col" }, "index set")];
     if (isPolish) head.push(h("th", { scope: "col" }, "kind"), sortHead("angle_deg", "angle to original (°)"));
+    if (depth3) {
+      head.push(h("th.num", { scope: "col", title: "bias sample: the first layer passes through x_l" }, "l"),
+        h("th.num", { scope: "col", title: "threshold sample: the second layer switches at x_j0's level" }, "j0"),
+        h("th", { scope: "col" }, "shape"));
+    }
     const trs = rows.map((n) => {
       const tr = h("tr.clickable", {
         tabindex: 0, "aria-selected": String(selected === n.position), dataset: { position: n.position },
-        "aria-label": `Neuron ${n.position}, output weight ${fmt(n.absA)}`,
+        "aria-label": `${unit} ${n.position}, output weight ${fmt(n.absA)}`,
       },
       h("td.num", {}, n.position), h("td.num", {}, fmt(n.absA)),
       h("td.num", {}, n.output_weight.length === 1 ? fmt(n.output_weight[0]) : `[${n.output_weight.map((v) => fmt(v, 3)).join(", ")}]`),
       h("td.formula", {}, n.formula), h("td.num", {}, fmt(n.residual, 2)),
       h("td.ixset", { title: formatIndexSet(n.index_set) }, compactIndexSet(n.index_set)),
-      isPolish ? [h("td", {}, n.kind || "—"), h("td.num", {}, fmt(n.angle_deg, 3))] : null);
+      isPolish ? [h("td", {}, n.kind || "—"), h("td.num", {}, fmt(n.angle_deg, 3))] : null,
+      depth3 ? [h("td.num.bias-sample", {}, n.bias_sample ?? "—"), h("td.num.threshold", {}, n.threshold_sample ?? "—"),
+        h("td.shape", {}, n.shape || "—")] : null);
       tr.addEventListener("click", () => choose(n.position, true));
       tr.addEventListener("keydown", (e) => {
         if (e.key === "Enter" || e.key === " ") { e.preventDefault(); choose(n.position, true); }
@@ -233,8 +266,13 @@ export async function networkView(root, ctx, id, query) {
       });
       return tr;
     });
-    clear(tableCard, h("h2#neurons-title", {}, `Neurons (${neurons.length})`),
-      h("p.muted", {}, "f(x) = Σ a_j relu(w_j · x + b_j) + c. Each neuron's hyperplane passes through "
+    clear(tableCard, h("h2#neurons-title", {}, `${unit}s (${neurons.length})`),
+      h("p.muted", {}, depth3
+        ? "f(x) = Σ w3_j relu(w2_j relu(w1_j · x + b1_j) + b2_j) + b3. Each block's first-layer hyperplane "
+          + "is fixed by its index set (through x_l with first-layer biases); its second-layer unit switches "
+          + "where the first-layer value equals the threshold sample j0's (shape up: (u − u_j0)₊, down: "
+          + "(u_j0 − u)₊). Output weight: w3. Click a row, or focus it and press Enter."
+        : "f(x) = Σ a_j relu(w_j · x + b_j) + c. Each neuron's hyperplane passes through "
         + "the training samples of its index set. Click a row, or focus it and press Enter."),
       table(head, trs, { "aria-label": "Neurons", id: "neurons-table" }));
   }
@@ -247,25 +285,29 @@ export async function networkView(root, ctx, id, query) {
     const n = neurons.find((x) => x.position === position);
     history.replaceState(null, "", `#/networks/${net.id}${n ? `?neuron=${position}` : ""}`);
     renderPanel(n);
-    plot?.select(position, n?.index_set?.samples || []);
-    if (fromUser && n) announce(`Neuron #${position} selected: ${n.index_set ? `${n.index_set.samples.length} index-set samples` : "no index set"}`);
+    plot?.select(position, n ? definingSamples(n) : [], n?.threshold_sample ?? null);
+    if (fromUser && n) announce(`${unit} #${position} selected: ${n.index_set ? `${definingSamples(n).length} index-set samples` : "no index set"}${n.threshold_sample !== null && n.threshold_sample !== undefined ? `, threshold sample ${n.threshold_sample}` : ""}`);
     if (fromUser && window.matchMedia("(max-width: 760px)").matches) panel.scrollIntoView({ behavior: "smooth" });
   }
 
   function renderPanel(n) {
     if (!n) {
-      clear(panel, h("h2#neuron-title", {}, "Neuron"), h("p.muted", {}, "No such neuron."));
+      clear(panel, h("h2#neuron-title", {}, unit), h("p.muted", {}, `No such ${unit.toLowerCase()}.`));
       return;
     }
     const ix = n.index_set;
-    const parts = [h("h2#neuron-title", {}, `Neuron #${n.position}`),
-      dl([["output weight a", n.output_weight.map((v) => fmt(v, 6)).join(", ")],
+    const parts = [h("h2#neuron-title", {}, `${unit} #${n.position}`),
+      dl([[depth3 ? "output weight w3" : "output weight a", n.output_weight.map((v) => fmt(v, 6)).join(", ")],
+        depth3 ? ["second layer w2, b2", `${fmt(n.second_layer_weight, 6)}, ${fmt(n.second_layer_bias, 6)}`] : null,
+        depth3 ? ["bias sample l", n.bias_sample ?? "— (no first-layer bias)"] : null,
+        depth3 ? ["threshold sample j0", h("span#threshold-sample", {}, n.threshold_sample ?? "—")] : null,
+        depth3 ? ["shape", n.shape === "down" ? "down: (u_j0 − u)₊" : "up: (u − u_j0)₊"] : null,
         ["w", n.weight.length <= 8 ? `(${n.weight.map((v) => fmt(v, 4)).join(", ")})`
           : h("details", {}, h("summary", {}, `${n.weight.length} weights, ‖w‖₁ = ${fmt(n.weight.reduce((a, v) => a + Math.abs(v), 0))}`),
             `(${n.weight.map((v) => fmt(v, 4)).join(", ")})`)], ["b", fmt(n.bias, 6)],
         ["formula", h("span.mono", {}, n.formula)], ["residual", fmt(n.residual, 2)],
         ["index set", formatIndexSet(ix)],
-        isPolish ? ["polish", `${n.kind || "—"} neuron from neuron ${n.source ?? "—"}${n.angle_deg !== null && n.angle_deg !== undefined ? `, ${fmt(n.angle_deg, 3)}° from the original` : ""}`] : null])];
+        isPolish ? ["polish", `${n.kind || "—"} neuron from neuron ${n.source ?? "—"}${n.angle_deg !== null && n.angle_deg !== undefined ? `, ${fmt(n.angle_deg, 3)}° from the original` : ""}`] : null].filter(Boolean))];
     if (!ix) {
       parts.push(h("p.muted", {}, "An original neuron kept by the refit: it has no index set."));
     } else if (!net.dataset_id) {
@@ -280,12 +322,17 @@ export async function networkView(root, ctx, id, query) {
 
   function samplesView(n, d) {
     const ix = n.index_set;
-    const out = [h("h3", {}, `Index-set samples (${ix.samples.length})`)];
+    const samples = definingSamples(n);
+    const out = [h("h3", {}, `Index-set samples (${samples.length})`)];
+    if (depth3) {
+      out.push(h("p.muted", {}, `The samples named by the block: its index set${ix.differences?.length ? " (both ends of each difference)" : ""}, `
+        + `the bias sample l and the threshold sample j0 (dashed ring in the figure).`));
+    }
     if (ix.directions.length) {
       out.push(h("p.muted", {}, `The hyperplane also runs along the coordinate direction${ix.directions.length > 1 ? "s" : ""} `
         + `${ix.directions.map((k) => `e${k + 1}`).join(", ")}.`));
     }
-    const valid = ix.samples.filter((i) => i < d.n);
+    const valid = samples.filter((i) => i < d.n);
     const preds = forward(net.layers, valid.map((i) => d.X[i]));
     const side = imageSide(d.d);
     if (side) {
@@ -297,7 +344,8 @@ export async function networkView(root, ctx, id, query) {
     out.push(table(["sample", ...Array.from({ length: cols }, (_, j) => h("th.num", { scope: "col" }, `x${j + 1}`)),
       d.d > cols ? h("th", { scope: "col" }, "…") : null, h("th.num", { scope: "col" }, "y"),
       h("th.num", { scope: "col" }, "f(x)")].filter(Boolean),
-    valid.map((i, k) => h("tr", { dataset: { sample: i } },
+    valid.map((i, k) => h(i === n.threshold_sample ? "tr.threshold" : "tr", { dataset: { sample: i },
+      title: i === n.threshold_sample ? "threshold sample j0" : null },
       h("td.num", {}, h("a", { href: `#/datasets/${net.dataset_id}?sample=${i}`, title: "which neurons does this sample define?" }, i)),
       d.X[i].slice(0, cols).map((v) => h("td.num", {}, fmt(v))), d.d > cols ? h("td", {}, "…") : null,
       h("td.num", {}, d.y[i].map((v) => fmt(v)).join(", ")),
@@ -349,6 +397,6 @@ export async function networkView(root, ctx, id, query) {
   }
   const n = neurons.find((x) => x.position === selected);
   renderPanel(n);
-  plot?.select(selected, n?.index_set?.samples || []);
+  plot?.select(selected, n ? definingSamples(n) : [], n?.threshold_sample ?? null);
 }
 

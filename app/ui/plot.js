@@ -211,17 +211,23 @@ export function regionPlot({ net, X, y, onNeuron, onSample }) {
         h("span.swatch", { style: `width:12px;background:${rgb(CATS[k % 10])}` }), ` class ${c}`)),
     h("span", {}, "— breaklines (click to select a neuron); magenta: the selected neuron and its index set"));
 
-  function select(pos, samples = []) {
+  // threshold: a depth-3 block's threshold sample j0, ringed twice (dashed, outside)
+  function select(pos, samples = [], threshold = null) {
     for (const [p, g] of lineEls) g.querySelector(".breakline").classList.toggle("selected", p === pos);
     const sel = lineEls.get(pos);
     if (sel) lines.append(sel); // draw on top
-    mark(samples);
+    mark(samples, threshold);
   }
-  function mark(samples) {
+  function mark(samples, threshold = null) {
     const set = new Set(samples);
+    if (threshold !== null && threshold !== undefined) set.add(threshold);
     ptEls.forEach((c, i) => c.classList.toggle("highlight", set.has(i)));
-    rings.replaceChildren(...samples.filter((i) => i < X.length).map((i) =>
-      h("circle", { class: "ring", cx: sx(X[i][0]), cy: sy(X[i][1]), r: 11 })));
+    const t = threshold !== null && threshold !== undefined && threshold < X.length ? threshold : null;
+    rings.replaceChildren(...[...set].filter((i) => i < X.length).map((i) =>
+      h("circle", { class: "ring", cx: sx(X[i][0]), cy: sy(X[i][1]), r: 11 })),
+    ...(t === null ? [] : [h("circle", { class: "ring threshold", cx: sx(X[t][0]), cy: sy(X[t][1]), r: 16,
+      "stroke-dasharray": "4 3", dataset: { sample: t } },
+    h("title", {}, `threshold sample j0 = ${t}`))]));
   }
   const el = h("div.figure-wrap", {}, svg, legend, readout);
   return { el, select, mark };

@@ -89,6 +89,7 @@ export function formatIndexSet(ix) {
   if (!ix) return "— (not a closed form)";
   const parts = [];
   if (ix.samples.length) parts.push(`samples ${ix.samples.join(", ")}`);
+  if (ix.differences?.length) parts.push(`differences ${ix.differences.map(([i, j]) => `x${i}−x${j}`).join(", ")}`);
   if (ix.directions.length) parts.push(`directions ${ix.directions.map((k) => `e${k + 1}`).join(", ")}`);
   parts.push(`sign ${ix.sign > 0 ? "+" : "−"}`);
   return parts.join(" · ");
