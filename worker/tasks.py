@@ -393,8 +393,9 @@ def run_job_now(job_id: str, settings: Settings | None = None,
 
 def _solve(job_id: str, token: str, X: np.ndarray, y: np.ndarray, params: dict[str, Any],
            settings: Settings, hb: Heartbeat, progress: Any) -> tuple[Any, dict[str, Any]]:
-    """A solve job: optional warm start, optional distributed pricing, optional l2 bound.
-    Returns the ``SolveResult`` and what to add to the network's summary."""
+    """A solve job: optional warm start, optional distributed pricing, optional l2 bound;
+    ``depth=3``: ``wedgenet.solve_three_layer``. Returns the ``SolveResult`` (or
+    ``ThreeLayerResult``) and what to add to the network's summary."""
     engine = {k: v for k, v in params.items() if k not in SERVICE_PARAMS}
     extra: dict[str, Any] = {}
     if int(params.get("depth", 2)) == 3:  # check_solve refused what this path ignores
