@@ -54,6 +54,13 @@ class ErrorBody(BaseModel):
     detail: Any = Field(description="What is wrong with the request")
 
 
+class DatasetRename(BaseModel):
+    """``PATCH /datasets/{id}``: the new name (``null`` removes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(max_length=200)
+
+
 class DatasetOut(BaseModel):
     id: str
     name: str | None = None

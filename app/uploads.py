@@ -32,6 +32,7 @@ from anyio.lowlevel import RunVar
 from numpy.lib import format as npformat
 
 from app.core.config import Settings
+from wedgenet.layers import PICKLE_HINT, PICKLE_SUFFIXES
 
 Layer = tuple[np.ndarray, np.ndarray]
 T = TypeVar("T")
@@ -154,6 +155,8 @@ def detect_format(filename: str | None, explicit: str | None, data: bytes, what:
             raise UploadError(415, f"{what}: unknown format {explicit!r}; use one of {FORMATS}")
         return fmt
     name = (filename or "").lower()
+    if name.endswith(PICKLE_SUFFIXES):
+        raise UploadError(415, f"{what}: {PICKLE_HINT}")
     for fmt in FORMATS:
         if name.endswith("." + fmt):
             return fmt
@@ -167,6 +170,8 @@ def detect_format(filename: str | None, explicit: str | None, data: bytes, what:
         return "json"
     if len(data) >= 9 and data[8:9] == b"{":
         return "safetensors"
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:  # a pickle's PROTO opcode
+        raise UploadError(415, f"{what}: {PICKLE_HINT}")
     ext = name.rsplit(".", 1)[-1] if "." in name else ""
     detail = f"extension .{ext[:20]!r}" if ext else "no recognizable extension or content"
     raise UploadError(415, f"{what}: unknown format ({detail}); use one of {FORMATS}")
@@ -284,6 +289,9 @@ def parse_npz(fp: BinaryIO, size: int, settings: Settings, what: str) -> dict[st
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise UploadError(422, f"{what}: not a valid .npz (zip) file ({exc})") from exc
     infos = zf.infolist()
+    if any(info.filename.endswith((".pkl", "/data.pkl")) for info in infos):
+        # torch.save's zip format: a pickle with tensor storages beside it
+        raise UploadError(415, f"{what}: a PyTorch checkpoint, not an .npz. {PICKLE_HINT}")
     if len(infos) > settings.max_npz_members:
         raise UploadError(
             413, f"{what}: .npz has {len(infos)} members, over the limit of "
@@ -513,10 +521,17 @@ def _nonblank(lines: Iterator[str]) -> Iterator[str]:
 
 
 def parse_csv(fp: BinaryIO, what: str) -> np.ndarray:
-    """A CSV table of numbers (an optional header row of names), parsed by numpy's C reader
-    from the file line by line: memory is the float64 result (plus its growth), not Python
-    objects per cell. On failure the file is scanned again for a precise message."""
+    """A CSV table of numbers (an optional header row of names); see :func:`parse_csv_table`."""
+    return parse_csv_table(fp, what)[0]
+
+
+def parse_csv_table(fp: BinaryIO, what: str) -> tuple[np.ndarray, list[str]]:
+    """A CSV table of numbers and its header's column names (``[]`` without a header row),
+    parsed by numpy's C reader from the file line by line: memory is the float64 result (plus
+    its growth), not Python objects per cell. On failure the file is scanned again for a
+    precise message."""
     text = io.TextIOWrapper(fp, encoding="utf-8-sig", newline=None)  # type: ignore[arg-type]
+    names: list[str] = []
     try:
         lines = _nonblank(text)
         first = next(lines, None)
@@ -524,6 +539,8 @@ def parse_csv(fp: BinaryIO, what: str) -> np.ndarray:
             raise UploadError(422, f"{what}: CSV file has no rows")
         cells = next(csv.reader([first]), [])
         header = not any(_is_number(c) for c in cells)
+        if header:
+            names = [c.strip() for c in cells]
         rows = lines if header else itertools.chain([first], lines)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data"
@@ -541,7 +558,42 @@ def parse_csv(fp: BinaryIO, what: str) -> np.ndarray:
         raise _csv_error(fp, what, failure) from failure
     if arr.shape[0] == 0:
         raise UploadError(422, f"{what}: CSV file has a header but no data rows")
-    return arr
+    return arr, names
+
+
+def read_table(fp: BinaryIO, filename: str | None, fmt: str | None, settings: Settings,
+               what: str) -> tuple[np.ndarray, list[str]]:
+    """One uploaded table (CSV with an optional header, or a 2-D ``.npy``/``.json`` array)
+    and its column names (``[]`` when it has none)."""
+    fmt, size = open_upload(fp, filename, fmt, settings, what)
+    if fmt == "csv":
+        return parse_csv_table(fp, what)
+    arrays = parse_file(fp, size, fmt, settings, what)
+    if set(arrays) != {""}:
+        raise UploadError(422, f"{what}: expected one table, found arrays {sorted(arrays)[:8]}")
+    return arrays[""], []
+
+
+def split_target(table: np.ndarray, names: list[str], target: str | None,
+                 what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` from one table: ``y`` is the column named ``target`` (a header name, or an
+    integer index counted from 0, negative from the end; default: the last column), ``X`` the
+    others. The command line reads its tables the same way."""
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise UploadError(422, f"{what}: a table needs 2 dimensions and at least 2 columns, "
+                          f"got shape {table.shape}")
+    if target is None:
+        col = table.shape[1] - 1
+    elif target in names:
+        if names.count(target) > 1:
+            raise UploadError(422, f"target: the column name {target!r} occurs more than once")
+        col = names.index(target)
+    elif re.fullmatch(r"-?\d{1,9}", target) and -table.shape[1] <= int(target) < table.shape[1]:
+        col = int(target) % table.shape[1]
+    else:
+        shown = names[:20] if names else f"indices 0..{table.shape[1] - 1} (no header row)"
+        raise UploadError(422, f"target: column {target!r} not found; columns: {shown}")
+    return np.delete(table, col, axis=1), table[:, col]
 
 
 def _csv_error(fp: BinaryIO, what: str, cause: Exception) -> UploadError:

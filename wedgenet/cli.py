@@ -21,6 +21,7 @@ import numpy as np
 
 from wedgenet import __version__
 from wedgenet.exceptions import WedgeNetError
+from wedgenet.layers import PICKLE_HINT, PICKLE_SUFFIXES
 from wedgenet.polish import PolishResult, polish
 from wedgenet.solve import SolveResult, solve
 from wedgenet.threelayer.solve import ThreeLayerResult, solve_three_layer
@@ -85,17 +86,6 @@ OUTPUT_FORMATS = {
     ".onnx": "ONNX graph, model card in its metadata",
     ".json": "the whole result as JSON",
 }
-#: PyTorch checkpoint suffixes, refused (unpickling runs arbitrary code).
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
-CONVERT_HINT = (
-    "PyTorch checkpoints are pickles and are never unpickled (loading one runs arbitrary code). "
-    "Convert the weights once, where you trust the file: "
-    "from safetensors.torch import save_file; "
-    "save_file(model.state_dict(), 'net.safetensors')  (or numpy.savez('net.npz', "
-    "**{k: v.numpy() for k, v in model.state_dict().items()}))"
-)
-
-
 def check_output(path: str | None, allowed: tuple[str, ...] = tuple(OUTPUT_FORMATS)) -> None:
     """Refuse an output path before any work: unknown suffix, missing or read-only folder."""
     if path is None:
@@ -120,7 +110,7 @@ def load_weights(path: str) -> Any:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        raise WedgeNetError(f"{path}: {CONVERT_HINT}")
+        raise WedgeNetError(f"{path}: {PICKLE_HINT}")
     if not p.exists():
         raise WedgeNetError(f"no such file: {path}")
     if suffix == ".npz":

@@ -47,6 +47,18 @@ _TORCH_SUFFIXES = ("weight", "bias")
 _OWN_KEY = re.compile(r"^([Wb])(\d+)$")
 
 
+#: File suffixes of PyTorch checkpoints and other pickles: refused everywhere (unpickling runs
+#: arbitrary code), with :data:`PICKLE_HINT`.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+PICKLE_HINT = (
+    "PyTorch checkpoints are pickles and are never unpickled (loading one runs arbitrary code). "
+    "Convert the weights once, where you trust the file: "
+    "from safetensors.torch import save_file; "
+    "save_file(model.state_dict(), 'net.safetensors')  (or numpy.savez('net.npz', "
+    "**{k: v.numpy() for k, v in model.state_dict().items()}))"
+)
+
+
 def _to_array(value: Any, name: str) -> FloatArray:
     """``value`` as a float64 array (tensors: detached and moved to the CPU first)."""
     if hasattr(value, "detach"):  # a torch tensor, without importing torch

@@ -15,14 +15,17 @@ from app.api.routes.common import ERRORS, FormatParam, not_found, npz_bytes, pag
 from app.core.config import Settings
 from app.models import Dataset
 from app.quotas import check_storage
-from app.schemas import DatasetOut, Page
+from app.schemas import DatasetOut, DatasetRename, Page
 from app.storage import delete_if_orphan, get_array, get_blob_bytes, put_array
 from app.uploads import (
     UploadError,
     check_text,
+    open_upload,
     pick_single,
+    read_table,
     read_upload,
     run_upload,
+    split_target,
     validate_dataset,
 )
 
@@ -54,42 +57,57 @@ async def upload_dataset(
     session: SessionDep, owner: OwnerDep, settings: SettingsDep,
     X: Annotated[UploadFile | None, File(description="inputs, shape (n, d)")] = None,
     y: Annotated[UploadFile | None, File(description="targets, shape (n,) or (n, c)")] = None,
-    file: Annotated[UploadFile | None,
-                    File(description="one .npz/.safetensors/.json holding arrays X and y")] = None,
+    file: Annotated[UploadFile | None, File(
+        description="one .npz/.safetensors/.json holding arrays X and y, or one table (CSV "
+        "with an optional header row, 2-D .npy or .json) whose 'target' column is y")] = None,
+    target: Annotated[str | None, Form(
+        max_length=200, description="single-table uploads: the column that is y, by header "
+        "name or index (default: the last column)")] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
     x_format: Annotated[FormatParam | None, Form()] = None,
     y_format: Annotated[FormatParam | None, Form()] = None,
 ) -> DatasetOut | JSONResponse:
-    """Upload a dataset as two files ``X`` and ``y`` (or one file holding both).
+    """Upload a dataset as two files ``X`` and ``y``, one file holding both arrays, or one
+    table (``file`` + ``target``, as the command line reads CSV files).
 
     Formats: ``.npy``, ``.npz``, ``.csv``, ``.json``, ``.safetensors`` (by extension, by the
     ``x_format``/``y_format`` fields, or sniffed). Arrays are validated (numeric, finite,
     rectangular, matching n) and stored as content-addressed ``.npy`` blobs. Uploading the
-    same content again returns the existing dataset with 200. The files are parsed and stored
-    in a worker thread: a big upload does not hold up other requests.
+    same content again returns the existing dataset with 200 (its name is kept: a different
+    ``name`` in the re-upload is not applied, and the response's ``name`` shows the stored
+    one; rename with ``PATCH /datasets/{id}``). The files are parsed and stored in a worker
+    thread: a big upload does not hold up other requests.
     """
     check_text(name, "name")
+    check_text(target, "target")
+    if target is not None and file is None:
+        raise UploadError(422, "'target' names a column of a single-table 'file' upload")
     if file is not None:
         if X is not None or y is not None:
             raise UploadError(422, "send either 'file' or both 'X' and 'y', not both")
     elif X is None or y is None:
         raise UploadError(422, "both files 'X' and 'y' are required (or one 'file')")
     return await run_upload(settings, store_dataset, session, owner, settings, X, y, file, name,
-                            x_format, y_format)
+                            x_format, y_format, target)
 
 
 def store_dataset(
     session: Session, owner: str, settings: Settings, X: UploadFile | None,
     y: UploadFile | None, file: UploadFile | None, name: str | None, x_format: str | None,
-    y_format: str | None,
+    y_format: str | None, target: str | None = None,
 ) -> DatasetOut | JSONResponse:
     """Parse, validate and store an uploaded dataset (synchronous: runs in a worker thread)."""
-    if file is not None:
+    if file is not None and (target is not None or _is_table(file, x_format, settings)):
+        table, names = read_table(file.file, file.filename, x_format, settings, "file")
+        x_arr, y_arr = split_target(table, names, target, "file")
+        del table
+    elif file is not None:
         arrays = read_upload(file.file, file.filename, x_format, settings, "file")
         keys = {k.lower(): k for k in arrays}
         if "x" not in keys or "y" not in keys:
             raise UploadError(
-                422, f"file must hold arrays named 'X' and 'y'; found {sorted(arrays)[:8]}")
+                422, f"file must hold arrays named 'X' and 'y', or be one table with a "
+                f"'target' column; found {sorted(arrays)[:8]}")
         x_arr, y_arr = arrays[keys["x"]], arrays[keys["y"]]
         del arrays
     else:
@@ -114,6 +132,12 @@ def store_dataset(
     session.add(ds)
     session.commit()
     return dataset_out(ds)
+
+
+def _is_table(file: UploadFile, fmt: str | None, settings: Settings) -> bool:
+    """A single-file upload in a one-table format (CSV): split by its target column."""
+    kind, _ = open_upload(file.file, file.filename, fmt, settings, "file")
+    return kind == "csv"
 
 
 @router.get("", response_model=Page[DatasetOut])
@@ -153,6 +177,17 @@ def download_dataset(
         name = f"{dataset_id}.npz"
     return Response(data, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.patch("/{dataset_id}", response_model=DatasetOut)
+def rename_dataset(dataset_id: str, body: DatasetRename, session: SessionDep,
+                   owner: OwnerDep) -> DatasetOut:
+    """Rename a dataset (uploading the same content again never renames it)."""
+    check_text(body.name, "name")
+    ds = get_owned(session, owner, dataset_id)
+    ds.name = body.name
+    session.commit()
+    return dataset_out(ds)
 
 
 @router.delete("/{dataset_id}", status_code=204, response_class=Response)
