@@ -589,6 +589,32 @@ def two_layer_network(net: Network) -> Any:
                            n_features=net.n_features)
 
 
+def three_layer_network(net: Network) -> Any:
+    """A stored depth-3 network as a ``wedgenet.threelayer.ThreeLayerNetwork`` (blocks with
+    their first-layer index sets, ``l``, ``j0``, shape and formula)."""
+    from wedgenet.threelayer.dictionary import FirstLayerIndexSet
+    from wedgenet.threelayer.network import Block, ThreeLayerNetwork
+
+    blocks = []
+    for nr in net.neurons:
+        extra = neuron_extra(nr)
+        iset = None
+        if nr.index_set:
+            d = dict(nr.index_set)
+            iset = FirstLayerIndexSet(
+                samples=tuple(d.get("samples", ())),
+                differences=tuple(tuple(p) for p in d.get("differences", ())),  # type: ignore[misc]
+                directions=tuple(d.get("directions", ())), sign=int(d.get("sign", 1)))
+        blocks.append(Block(
+            np.asarray(nr.weight, dtype=float), float(nr.bias),
+            float(extra.second_layer_weight or 0.0), float(extra.second_layer_bias or 0.0),
+            float(np.asarray(nr.output_weight, dtype=float).reshape(-1)[0]), index_set=iset,
+            bias_sample=extra.bias_sample, threshold_sample=extra.threshold_sample,
+            shape=extra.shape, formula=nr.formula, residual=float(nr.residual)))
+    bias = float(np.asarray(net.output_bias, dtype=float).reshape(-1)[0])
+    return ThreeLayerNetwork(blocks, bias, int(net.n_features))
+
+
 #: pyplot keeps global state: one figure at a time per process
 _PLOT_LOCK = threading.Lock()
 
@@ -604,10 +630,12 @@ def plot(session: Session, net: Network, fmt: Literal["png", "svg"],
     if net.n_features != 2:
         raise Invalid(f"plots need 2-D inputs; network {net.id!r} has {net.n_features} "
                       "input features")
-    network = two_layer_network(net)
-    if neuron is not None and not 0 <= neuron < len(network.neurons):
+    depth3 = summary_of(net).depth == 3
+    network = three_layer_network(net) if depth3 else two_layer_network(net)
+    units = network.blocks if depth3 else network.neurons
+    if neuron is not None and not 0 <= neuron < len(units):
         raise Invalid(f"neuron={neuron} is out of range: network {net.id!r} has "
-                      f"{len(network.neurons)} neurons (0 to {len(network.neurons) - 1})")
+                      f"{len(units)} {'blocks' if depth3 else 'neurons'} (0 to {len(units) - 1})")
     ds = session.get(Dataset, net.dataset_id) if net.dataset_id else None
     if ds is None:
         raise Conflict(f"the training dataset of network {net.id!r} was deleted; the plot "
@@ -617,7 +645,7 @@ def plot(session: Session, net: Network, fmt: Literal["png", "svg"],
     what = "polished, " if net.kind == "polish" else ""
     cert = "certified" if net.certified else "not certified"
     obj = "" if net.primal_objective is None else f", objective {net.primal_objective:.4g}"
-    title = f"{what}{len(network.neurons)} neurons{obj} ({cert})"
+    title = f"{what}{len(units)} {'blocks' if depth3 else 'neurons'}{obj} ({cert})"
     if neuron is not None:
         title += f"; neuron {neuron} highlighted"
     with _PLOT_LOCK:

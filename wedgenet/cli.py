@@ -389,8 +389,11 @@ def cmd_polish(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     check_output(args.output, (".png", ".svg"))
-    result, X, y = _run_solve(args)
+    check_depth_args(args)
     from wedgenet.plot import render, solve_title
+
+    result: Any
+    result, X, y = _run_solve_three(args) if args.depth == 3 else _run_solve(args)
 
     image = render(result.network, X, y, format=Path(args.output).suffix.lower()[1:],  # type: ignore[arg-type]
                    loss=args.loss, classes=result.classes, title=solve_title(result))
@@ -455,8 +458,11 @@ def build_parser(plugins: dict[str, EntryPoint] | None = None) -> argparse.Argum
     pp.set_defaults(run=cmd_polish)
     lp = sub.add_parser("plot", help="figure of regions and breaklines (2-D inputs)",
                         description="Solve, then draw the prediction regions, breaklines and "
-                        "index-set samples (2-D inputs).", formatter_class=_Formatter)
+                        "index-set samples (2-D inputs; with --depth 3 also each block's "
+                        "second-layer threshold line and sample j0).", formatter_class=_Formatter)
     _add_problem_args(lp)
+    lp.add_argument("--depth", type=int, default=2, choices=[2, 3],
+                    help="layers of the network (3: the three-layer program)")
     lp.add_argument("--output", "-o", default="wedgenet.png", help="image file (.png or .svg)")
     lp.set_defaults(run=cmd_plot, json=False)
     return ap

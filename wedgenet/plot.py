@@ -13,14 +13,41 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wedgenet.exceptions import WedgeNetError
-from wedgenet.network import TwoLayerNetwork
 
 FloatArray = NDArray[np.float64]
 ImageFormat = Literal["png", "svg"]
 
 
+def _units(network: Any, X: FloatArray) -> list[tuple[FloatArray, float, set[int], float | None,
+                                                    int | None]]:
+    """Per neuron (two layers) or block (three layers): first-layer ``(w, b)``, the samples
+    its index set names, the first-layer value where its second-layer unit switches (three
+    layers: ``relu(x . w + b)`` equals sample ``j0``'s) and ``j0``."""
+    out: list[tuple[FloatArray, float, set[int], float | None, int | None]] = []
+    for unit in getattr(network, "neurons", None) or getattr(network, "blocks", []):
+        if hasattr(unit, "w1"):  # a three-layer block
+            w, b = np.asarray(unit.w1, dtype=float), float(unit.b1)
+            iset = unit.index_set
+            named: set[int] = set()
+            if iset is not None:
+                named.update(iset.samples)
+                for i, j in iset.differences:
+                    named.update((i, j))
+            for k in (unit.bias_sample, unit.threshold_sample):
+                if k is not None:
+                    named.add(int(k))
+            j0 = unit.threshold_sample
+            level = None if j0 is None else max(float(X[int(j0)] @ w + b), 0.0)
+            out.append((w, b, named, level, None if j0 is None else int(j0)))
+        else:
+            named = set() if unit.index_set is None else set(unit.index_set.samples)
+            out.append((np.asarray(unit.weight, dtype=float), float(unit.bias), named, None,
+                        None))
+    return out
+
+
 def figure(
-    network: TwoLayerNetwork,
+    network: Any,
     X: Any,
     y: Any | None = None,
     *,
@@ -34,8 +61,11 @@ def figure(
 
     Parameters
     ----------
-    network : TwoLayerNetwork
-        A network with 2 inputs.
+    network : TwoLayerNetwork or ThreeLayerNetwork
+        A network with 2 inputs. For a three-layer network, each block's first-layer
+        breakline is drawn solid and the line where its second-layer unit switches
+        (``x . w1 + b1`` equal to the threshold sample ``j0``'s value, when positive)
+        dashed; ``j0`` is marked with a square.
     X : array-like of shape (n, 2)
         The samples (their box sets the axes; index sets refer to their rows).
     y : array-like of shape (n,), optional
@@ -57,7 +87,7 @@ def figure(
     import matplotlib.pyplot as plt
 
     X = np.asarray(X, dtype=float)
-    if X.ndim != 2 or X.shape[1] != 2 or network.n_features != 2:
+    if X.ndim != 2 or X.shape[1] != 2 or int(network.n_features) != 2:
         raise WedgeNetError(
             f"plots need 2-D inputs, got data of shape {X.shape} and a network with "
             f"{network.n_features} inputs"
@@ -97,34 +127,48 @@ def figure(
     else:
         ax.scatter(X[:, 0], X[:, 1], color="0.3", edgecolors="k", s=22, zorder=3)
     used: set[int] = set()
-    for j, nr in enumerate(network.neurons):
-        w, b = nr.weight, nr.bias
+    thresholds: set[int] = set()
+    for j, (w, b, named, level, j0) in enumerate(_units(network, X)):
         strong = highlight == j
         colour, width = ("tab:orange", 2.4) if strong else ("tab:blue", 0.9)
-        if abs(w[1]) > abs(w[0]):
-            xs = np.array([lo[0], hi[0]])
-            ax.plot(xs, -(w[0] * xs + b) / w[1], color=colour, lw=width)
-        elif abs(w[0]) > 0:
-            ys_line = np.array([lo[1], hi[1]])
-            ax.plot(-(w[1] * ys_line + b) / w[0], ys_line, color=colour, lw=width)
-        if nr.index_set is not None and (highlight is None or strong):
-            used.update(i for i in nr.index_set.samples if 0 <= i < X.shape[0])
+        for offset, style in ((0.0, "-"), (level, "--")):
+            if offset is None or (style == "--" and offset <= 0.0):
+                continue  # no second-layer switch inside the active side
+            if abs(w[1]) > abs(w[0]):
+                xs = np.array([lo[0], hi[0]])
+                ax.plot(xs, (offset - b - w[0] * xs) / w[1], color=colour, lw=width, ls=style)
+            elif abs(w[0]) > 0:
+                ys_line = np.array([lo[1], hi[1]])
+                ax.plot((offset - b - w[1] * ys_line) / w[0], ys_line, color=colour, lw=width,
+                        ls=style)
+        if highlight is None or strong:
+            used.update(i for i in named if 0 <= i < X.shape[0])
+            if j0 is not None and 0 <= j0 < X.shape[0]:
+                thresholds.add(j0)
     if used:
         idx = sorted(used)
         ax.scatter(X[idx, 0], X[idx, 1], s=110, facecolors="none", edgecolors="gold",
                    linewidths=2, zorder=4, label="index-set samples")
+    if thresholds:
+        idx = sorted(thresholds)
+        ax.scatter(X[idx, 0], X[idx, 1], s=150, marker="s", facecolors="none",
+                   edgecolors="tab:green", linewidths=2, zorder=5,
+                   label="threshold samples j0")
+    if used or thresholds:
         ax.legend(loc="upper right")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_xlabel("x[0]")
     ax.set_ylabel("x[1]")
-    ax.set_title(title or f"{len(network.neurons)} neurons")
+    n_units = len(getattr(network, "neurons", None) or getattr(network, "blocks", []))
+    kind = "blocks" if hasattr(network, "blocks") else "neurons"
+    ax.set_title(title or f"{n_units} {kind}")
     fig.tight_layout()
     return fig
 
 
 def render(
-    network: TwoLayerNetwork,
+    network: Any,
     X: Any,
     y: Any | None = None,
     *,
@@ -144,7 +188,10 @@ def render(
 
 
 def solve_title(result: Any) -> str:
-    """``"m neurons, objective ... (certified | not certified)"`` for a solve result."""
+    """``"m neurons, objective ... (certified | not certified)"`` for a solve result (``m
+    blocks`` for three layers)."""
     cert = "certified" if result.certified else "not certified"
-    return (f"{len(result.network.neurons)} neurons, objective {result.primal_objective:.4g} "
-            f"({cert})")
+    net = result.network
+    units = (f"{len(net.blocks)} blocks" if hasattr(net, "blocks")
+             else f"{len(net.neurons)} neurons")
+    return f"{units}, objective {result.primal_objective:.4g} ({cert})"

@@ -67,8 +67,11 @@ def test_three_layer_job_stores_blocks_and_predicts_as_the_library(client, uploa
     j0 = net["neurons"][0]["threshold_sample"]
     hits = client.get("/neurons", params={"sample": j0, "network_id": net["id"]}).json()
     assert net["neurons"][0]["id"] in {h["neuron_id"] for h in hits["items"]}
-    # plots are for two-layer networks
-    assert client.get(f"/networks/{net['id']}/plot").status_code == 422
+    # the plot draws each block's breakline, its threshold line and j0
+    svg = client.get(f"/networks/{net['id']}/plot", params={"format": "svg", "neuron": 0})
+    assert svg.status_code == 200 and "threshold samples j0" in svg.text
+    assert f"{m} blocks" in svg.text
+    assert client.get(f"/networks/{net['id']}/plot", params={"neuron": m}).status_code == 422
 
 
 def test_three_layer_binary_classification(client, upload) -> None:  # type: ignore[no-untyped-def]

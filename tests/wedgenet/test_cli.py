@@ -91,3 +91,10 @@ def test_plot_png_and_svg(csv, tmp_path) -> None:  # type: ignore[no-untyped-def
     assert main(["plot", str(csv), "--lam", "0.05", "-q", "-o", str(svg)]) == 0
     text = svg.read_text()
     assert "<svg" in text and "x[0]" in text and "network output" in text
+
+
+def test_plot_of_a_three_layer_network(csv, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    svg = tmp_path / "three.svg"
+    assert main(["plot", str(csv), "--depth", "3", "--lam", "0.5", "-q", "-o", str(svg)]) == 0
+    text = svg.read_text()
+    assert "blocks" in text and "threshold samples j0" in text
