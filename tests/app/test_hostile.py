@@ -679,7 +679,7 @@ def test_chunked_oversize_body_is_413(hclient: Any) -> None:
 
 @pytest.mark.parametrize("path, allow", [
     ("/datasets", "GET, OPTIONS, POST"),
-    ("/datasets/abc", "DELETE, GET, OPTIONS"),
+    ("/datasets/abc", "DELETE, GET, OPTIONS, PATCH"),
     ("/datasets/abc/download", "GET, OPTIONS"),
     ("/weights", "GET, OPTIONS, POST"),
     ("/jobs", "GET, OPTIONS, POST"),
