@@ -261,8 +261,9 @@ class BlockIndexSetOut(IndexSetOut):
         return sorted({*self.samples, *(i for pair in self.differences for i in pair)})
 
 
-#: a neuron's index set; depth-3 blocks (with differences) first, so that they keep them
-AnyIndexSet = BlockIndexSetOut | IndexSetOut
+#: a neuron's index set. Pydantic's smart-mode union takes the member with more fields set,
+#: the first on a tie: the plain index set unless the data name differences (depth-3 blocks)
+AnyIndexSet = IndexSetOut | BlockIndexSetOut
 
 
 class NeuronOut(BaseModel):
