@@ -15,6 +15,55 @@ KEY_B = "test-key-b"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The Postgres the service tests use (CI creates it; each module that needs isolation derives
+#: its own database from it with :func:`private_pg_database`).
+PG_URL = os.environ.get("WEDGENET_TEST_DATABASE_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/wedgenet_test")
+
+
+def private_pg_database(suffix: str) -> str:
+    """``<test database>_<suffix>`` on the test Postgres: created if missing, its schema
+    reset and migrated; the URL. Fails the test when Postgres does not answer."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from app.core.config import Settings
+    from app.db import migrate
+
+    base = make_url(PG_URL)
+    u = base.set(database=f"{base.database}_{suffix}")
+    url = u.render_as_string(hide_password=False)
+    try:
+        admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            if not c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                            {"d": u.database}):
+                c.execute(text(f'CREATE DATABASE "{u.database}"'))
+        admin.dispose()
+        eng = create_engine(url, isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.execute(text("DROP SCHEMA public CASCADE"))
+            c.execute(text("CREATE SCHEMA public"))
+        eng.dispose()
+    except Exception as exc:
+        pytest.fail(f"Postgres at {PG_URL} is not reachable: {exc}")
+    migrate(Settings(database_url=url))
+    return url
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table of a migrated database (the schema stays)."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        tables = c.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                "AND tablename <> 'alembic_version'")).all()
+        if tables:
+            c.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+    eng.dispose()
+
+
 def npy(arr: object) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr), allow_pickle=False)

@@ -26,10 +26,16 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import KEY_A, KEY_B, ROOT, npy, small_problem
+from tests.conftest import (
+    KEY_A,
+    KEY_B,
+    ROOT,
+    npy,
+    private_pg_database,
+    small_problem,
+    truncate_all,
+)
 
-PG_URL = os.environ.get("WEDGENET_TEST_DATABASE_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/wedgenet_test")
 X, Y = small_problem()
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -37,52 +43,10 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 # ---------------------------------------------------------------------------- fixtures
 
 
-def _own_pg_url() -> str:
-    from sqlalchemy.engine import make_url
-
-    u = make_url(PG_URL)
-    return u.set(database=f"{u.database}_hostile").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A private Postgres database, migrated once; tests truncate it."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from app.core.config import Settings
-    from app.db import migrate
-
-    url = _own_pg_url()
-    u = make_url(url)
-    try:
-        admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            if not c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                            {"d": u.database}):
-                c.execute(text(f'CREATE DATABASE "{u.database}"'))
-        admin.dispose()
-        eng = create_engine(url, isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text("DROP SCHEMA public CASCADE"))
-            c.execute(text("CREATE SCHEMA public"))
-        eng.dispose()
-    except Exception as exc:
-        pytest.fail(f"Postgres at {PG_URL} is not reachable: {exc}")
-    migrate(Settings(database_url=url))
-    yield url
-
-
-def _truncate(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    eng = create_engine(url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        tables = c.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                                "AND tablename <> 'alembic_version'")).all()
-        if tables:
-            c.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
-    eng.dispose()
+    yield private_pg_database("hostile")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -90,7 +54,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hostile.db'}"
     url: str = request.getfixturevalue("pg_database")
-    _truncate(url)
+    truncate_all(url)
     return url
 
 

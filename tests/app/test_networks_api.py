@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import KEY_A, KEY_B, npy, run_pending_jobs, small_problem
+from tests.conftest import (
+    KEY_A,
+    KEY_B,
+    npy,
+    private_pg_database,
+    run_pending_jobs,
+    small_problem,
+    truncate_all,
+)
 
-PG_URL = os.environ.get("WEDGENET_TEST_DATABASE_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/wedgenet_test")
 TABLES = ("jobs", "networks", "neurons", "neuron_samples", "pricing_rounds", "pricing_parts")
 
 
@@ -59,40 +64,10 @@ def _counts(url: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------- fixtures
-def _own_pg_url() -> str:
-    from sqlalchemy.engine import make_url
-
-    u = make_url(PG_URL)
-    return u.set(database=f"{u.database}_networks").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A private Postgres database (``<name>_networks``), migrated once; tests truncate it."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from app.core.config import Settings
-    from app.db import migrate
-
-    url = _own_pg_url()
-    u = make_url(url)
-    try:
-        admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                               {"d": u.database}):
-                conn.execute(text(f'CREATE DATABASE "{u.database}"'))
-        admin.dispose()
-        eng = create_engine(url, isolation_level="AUTOCOMMIT")
-        with eng.connect() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        eng.dispose()
-    except Exception as exc:
-        pytest.fail(f"Postgres at {PG_URL} is not reachable: {exc}")
-    migrate(Settings(database_url=url))
-    yield url
+    yield private_pg_database("networks")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -100,7 +75,6 @@ def db_client(request: pytest.FixtureRequest, tmp_path: Path,
               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
     """``(client, database url)`` on SQLite or Postgres (the module's own database)."""
     from fastapi.testclient import TestClient
-    from sqlalchemy import create_engine, text
 
     from app.core.config import get_settings
     from app.main import create_app
@@ -109,13 +83,7 @@ def db_client(request: pytest.FixtureRequest, tmp_path: Path,
         url = f"sqlite:///{tmp_path / 'networks.db'}"
     else:
         url = request.getfixturevalue("pg_database")
-        eng = create_engine(url, isolation_level="AUTOCOMMIT")
-        with eng.connect() as conn:
-            tables = conn.scalars(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version'")).all()
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
-        eng.dispose()
+        truncate_all(url)
     env = {
         "WEDGENET_DATABASE_URL": url,
         "WEDGENET_BROKER_URL": "filesystem://",

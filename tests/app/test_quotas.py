@@ -13,40 +13,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import KEY_A, KEY_B, npy, small_problem
+from tests.conftest import (
+    KEY_A,
+    KEY_B,
+    npy,
+    private_pg_database,
+    small_problem,
+    truncate_all,
+)
 
-PG_URL = os.environ.get("WEDGENET_TEST_DATABASE_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/wedgenet_test")
 REDIS_URL = os.environ.get("WEDGENET_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(scope="module")
 def pg_database() -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from app.core.config import Settings
-    from app.db import migrate
-
-    u = make_url(PG_URL)
-    u = u.set(database=f"{u.database}_quotas")
-    url = u.render_as_string(hide_password=False)
-    try:
-        admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            if not c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                            {"d": u.database}):
-                c.execute(text(f'CREATE DATABASE "{u.database}"'))
-        admin.dispose()
-        eng = create_engine(url, isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text("DROP SCHEMA public CASCADE"))
-            c.execute(text("CREATE SCHEMA public"))
-        eng.dispose()
-    except Exception as exc:
-        pytest.fail(f"Postgres at {PG_URL} is not reachable: {exc}")
-    migrate(Settings(database_url=url))
-    return url
+    return private_pg_database("quotas")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -54,14 +35,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'quotas.db'}"
     url: str = request.getfixturevalue("pg_database")
-    from sqlalchemy import create_engine, text
-
-    eng = create_engine(url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        tables = c.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                                "AND tablename <> 'alembic_version'")).all()
-        c.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
-    eng.dispose()
+    truncate_all(url)
     return url
 
 
