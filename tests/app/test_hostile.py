@@ -200,9 +200,15 @@ def test_health_answers_during_big_upload(db_url: str, tmp_path: Path) -> None:
           f"{sorted(during)[len(during) // 2] * 1000 if during else 0:.0f} ms; API RSS "
           f"{rss0 / 1024:.0f} MiB before, peak {hwm / 1024:.0f} MiB")
     assert len(during) >= 3, (duration, latencies)
-    # before: /health waited as long as the upload itself (2.9-3.2 s of 3.0-3.3 s); now tens
-    # of ms; the bound leaves room for a loaded machine and still fails a blocked event loop
-    bound = max(0.5, duration / 4)
+    # before: /health waited about as long as the upload itself (2.9-3.2 s of 3.0-3.3 s: the
+    # parse blocked the event loop). Now the parse runs in a worker thread and the typical
+    # request answers in under 10 ms; the slowest still waits about half the upload
+    # (0.42-0.61 s of 0.7-1.2 s uploads, here and in CI: Starlette receives and splits the
+    # multipart body in the event loop). Bounds relative to the upload's own duration, with
+    # a floor for fast machines, so that the machine's speed does not decide them.
+    median = sorted(during)[len(during) // 2]
+    assert median < max(0.2, duration / 8), (median, duration)
+    bound = max(0.6, 0.8 * duration)
     assert worst < bound, f"/health waited {worst:.2f} s during a {duration:.2f} s upload"
     # memory: a small multiple of the upload (X as float64 is 14 MB, the CSV 18 MiB)
     assert (hwm - rss0) * 1024 < 6 * size, (rss0, hwm, size)
