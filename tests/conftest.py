@@ -21,18 +21,13 @@ PG_URL = os.environ.get("WEDGENET_TEST_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/wedgenet_test")
 
 
-def private_pg_database(suffix: str) -> str:
-    """``<test database>_<suffix>`` on the test Postgres: created if missing, its schema
-    reset and migrated; the URL. Fails the test when Postgres does not answer."""
+def reset_postgres(url: str) -> None:
+    """Create the database of ``url`` if missing and empty its schema; fails the test when
+    Postgres does not answer."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from app.core.config import Settings
-    from app.db import migrate
-
-    base = make_url(PG_URL)
-    u = base.set(database=f"{base.database}_{suffix}")
-    url = u.render_as_string(hide_password=False)
+    u = make_url(url)
     try:
         admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
@@ -46,7 +41,20 @@ def private_pg_database(suffix: str) -> str:
             c.execute(text("CREATE SCHEMA public"))
         eng.dispose()
     except Exception as exc:
-        pytest.fail(f"Postgres at {PG_URL} is not reachable: {exc}")
+        pytest.fail(f"Postgres at {url} is not reachable: {exc}")
+
+
+def private_pg_database(suffix: str) -> str:
+    """``<test database>_<suffix>`` on the test Postgres: created if missing, its schema
+    reset and migrated; the URL. Fails the test when Postgres does not answer."""
+    from sqlalchemy.engine import make_url
+
+    from app.core.config import Settings
+    from app.db import migrate
+
+    base = make_url(PG_URL)
+    url = base.set(database=f"{base.database}_{suffix}").render_as_string(hide_password=False)
+    reset_postgres(url)
     migrate(Settings(database_url=url))
     return url
 

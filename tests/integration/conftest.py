@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import KEY_A, KEY_B, ROOT
+from tests.conftest import KEY_A, KEY_B, ROOT, reset_postgres
 
 PG_URL = os.environ.get("WEDGENET_TEST_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/wedgenet_test")
@@ -31,28 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def reset_postgres(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    try:
-        admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            exists = c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                              {"d": u.database})
-            if not exists:
-                c.execute(text(f'CREATE DATABASE "{u.database}"'))
-        admin.dispose()
-        eng = create_engine(url, isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text("DROP SCHEMA public CASCADE"))
-            c.execute(text("CREATE SCHEMA public"))
-        eng.dispose()
-    except Exception as exc:
-        pytest.fail(f"Postgres at {url} is not reachable: {exc}")
 
 
 def ping_redis(url: str) -> None:
