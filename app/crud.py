@@ -96,6 +96,18 @@ def get_job(session: Session, owner: str, job_id: str) -> Job:
     return job
 
 
+def get_job_with_network(session: Session, owner: str, job_id: str) -> tuple[Job, str | None]:
+    """A job and the id of the network it produced (``None`` while it has none), in one
+    query (what ``GET /jobs/{id}``, the most frequent request, needs)."""
+    row = session.execute(
+        select(Job, Network.id).outerjoin(Network, Network.job_id == Job.id)
+        .where(Job.id == job_id)
+    ).first()
+    if row is None or row[0].owner != owner:
+        raise NotFound("job", job_id)
+    return row[0], row[1]
+
+
 def network_id_of(session: Session, job_id: str) -> str | None:
     """The id of the network a job produced (``None`` while it has none)."""
     return session.scalar(select(Network.id).where(Network.job_id == job_id))
@@ -144,15 +156,41 @@ def _dictionary_size(session: Session, ds: Dataset, p: int, bias: bool) -> int:
     ``d``; ``p = 2`` from the rank of the data (one small SVD, as ``wedgenet.solve`` does),
     so ``source="auto"`` resolves here exactly as in the worker."""
     import wedgenet
-    from wedgenet.dictionary import WedgeDictionary
 
     if p == 1:
         return int(wedgenet.dictionary_size(ds.n, ds.d, p=1, bias=bias))
-    X = get_array(session, ds.x_sha256)
+    key = (ds.x_sha256, bias)
+    with _p2_sizes_lock:
+        size = _p2_sizes.get(key)
+    if size is None:
+        size = _p2_size(get_array(session, ds.x_sha256), bias)
+        with _p2_sizes_lock:
+            _p2_sizes[key] = size
+            while len(_p2_sizes) > _P2_SIZES_KEPT:
+                _p2_sizes.pop(next(iter(_p2_sizes)))
+    if isinstance(size, str):
+        raise Invalid(f"p=2, bias={bias} cannot be used on dataset {ds.id!r}: {size}")
+    return size
+
+
+#: p = 2 dictionary sizes (or the engine's refusal) by (sha256 of X, bias). X is stored by
+#: its content hash, so an entry never goes stale; kept so that submitting jobs on a big
+#: dataset does not read and decompose X each time.
+_p2_sizes: dict[tuple[str, bool], int | str] = {}
+_p2_sizes_lock = threading.Lock()
+_P2_SIZES_KEPT = 1024
+
+
+def _p2_size(X: np.ndarray, bias: bool) -> int | str:
+    """Columns of the exact ``p = 2`` dictionary of ``X`` (from its rank), or why the engine
+    refuses ``X``."""
+    import wedgenet
+    from wedgenet.dictionary import WedgeDictionary
+
     try:
         return int(WedgeDictionary(X, p=2, bias=bias).size)
     except wedgenet.WedgeNetError as exc:
-        raise Invalid(f"p=2, bias={bias} cannot be used on dataset {ds.id!r}: {exc}") from None
+        return str(exc)
 
 
 def _check_bias(bias: bool, ds: Dataset) -> None:

@@ -19,11 +19,18 @@ import io
 import itertools
 import json
 import math
+import multiprocessing
 import re
+import shutil
 import struct
+import tempfile
+import threading
+import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, BinaryIO, TypeVar
 
 import anyio
@@ -58,6 +65,9 @@ class UploadError(Exception):
         self.status = status
         self.message = message
 
+    def __reduce__(self) -> tuple[type[UploadError], tuple[int, str]]:
+        return UploadError, (self.status, self.message)  # raised in the parser process too
+
 
 def too_large(what: str, size: int, limit: int) -> UploadError:
     return UploadError(413, f"{what} is too large: {size} bytes exceeds the limit of {limit} bytes")
@@ -87,19 +97,6 @@ def check_text(value: str | None, what: str) -> None:
 
 
 # ------------------------------------------------------------------------ reading files
-
-
-async def read_limited(upload: Any, limit: int, what: str) -> bytes:
-    """Read an ``UploadFile`` in chunks, aborting with 413 as soon as ``limit`` is exceeded."""
-    buf = bytearray()
-    while True:
-        chunk = await upload.read(CHUNK)
-        if not chunk:
-            break
-        buf.extend(chunk)
-        if len(buf) > limit:
-            raise too_large(what, len(buf), limit)
-    return bytes(buf)
 
 
 def file_size(fp: BinaryIO) -> int:
@@ -138,8 +135,8 @@ def read_layers(fp: BinaryIO, filename: str | None, fmt: str | None, settings: S
     """An uploaded weights file (``.npz``/``.safetensors``/``.json``) as ``[(W, b), ...]``."""
     fmt, size = open_upload(fp, filename, fmt, settings, what)
     if fmt == "json":
-        return layers_from_json(parse_json(fp.read(), what, settings.max_json_depth), what,
-                                layer_names)
+        return parse_json_file(fp, size, what, settings.max_json_depth, functools.partial(
+            layers_from_json, what=what, layer_names=layer_names))
     if fmt in ("npz", "safetensors"):
         return layers_from_arrays(parse_file(fp, size, fmt, settings, what), what, layer_names)
     raise UploadError(415, f"{what}: a {fmt} file holds one array; use .npz, .safetensors or "
@@ -189,16 +186,9 @@ def parse_file(fp: BinaryIO, size: int, fmt: str, settings: Settings,
     if fmt == "csv":
         return {"": parse_csv(fp, what)}
     if fmt == "json":
-        obj = parse_json(fp.read(), what, settings.max_json_depth)
-        if isinstance(obj, dict):
-            return {str(k): json_to_array(v, f"{what}[{k!r}]") for k, v in obj.items()}
-        return {"": json_to_array(obj, what)}
+        return parse_json_file(fp, size, what, settings.max_json_depth,
+                               functools.partial(json_arrays, what=what))
     raise UploadError(415, f"{what}: unknown format {fmt!r}")  # pragma: no cover
-
-
-def parse_arrays(data: bytes, fmt: str, settings: Settings, what: str) -> dict[str, np.ndarray]:
-    """:func:`parse_file` of bytes already in memory."""
-    return parse_file(io.BytesIO(data), len(data), fmt, settings, what)
 
 
 def _check_dtype(dtype: np.dtype, what: str) -> None:
@@ -443,6 +433,73 @@ def parse_json(data: bytes, what: str, max_depth: int = 32) -> Any:
         raise UploadError(422, f"{what}: not valid JSON ({exc})") from exc
 
 
+def json_arrays(obj: Any, what: str) -> dict[str, np.ndarray]:
+    """The arrays of a parsed JSON document: ``{name: array}`` for an object of arrays, else
+    ``{"": array}``."""
+    if isinstance(obj, dict):
+        return {str(k): json_to_array(v, f"{what}[{k!r}]") for k, v in obj.items()}
+    return {"": json_to_array(obj, what)}
+
+
+#: JSON documents larger than this are parsed in a separate process. Python's JSON parser
+#: holds the GIL for a whole document, so in a worker thread a big one stopped every other
+#: thread of the API, the event loop included (measured: 160 ms for a 56 MiB document, then
+#: 60 ms more converting it to an array)
+JSON_IN_PROCESS_BYTES = 4 * 1024 * 1024
+
+_parser_pool: ProcessPoolExecutor | None = None
+_parser_pool_lock = threading.Lock()
+
+
+def _parser_processes() -> ProcessPoolExecutor:
+    """The pool of JSON parser processes, started on first use. Forked from a server process
+    that has imported this module, one process per document (its memory, several times the
+    document's size in Python objects, goes back to the system when it exits)."""
+    global _parser_pool
+    with _parser_pool_lock:
+        if _parser_pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
+            _parser_pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx,
+                                               max_tasks_per_child=1)
+        return _parser_pool
+
+
+def shutdown_parser_processes() -> None:
+    """Stop the JSON parser processes (the API's shutdown); they start again when needed."""
+    global _parser_pool
+    with _parser_pool_lock:
+        pool, _parser_pool = _parser_pool, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _parse_json_path(path: str, what: str, max_depth: int, convert: Callable[[Any], T]) -> T:
+    """In a parser process: ``convert`` the JSON document in the file at ``path``."""
+    with open(path, "rb") as f:
+        return convert(parse_json(f.read(), what, max_depth))
+
+
+def parse_json_file(fp: BinaryIO, size: int, what: str, max_depth: int,
+                    convert: Callable[[Any], T]) -> T:
+    """``convert(parse_json(...))`` of the ``size``-byte JSON document in ``fp`` (at its
+    start): in this thread when it is small, in a parser process (:data:`JSON_IN_PROCESS_BYTES`)
+    when it is big. ``convert`` must be picklable (a module function or a partial of one)."""
+    if size <= JSON_IN_PROCESS_BYTES:
+        return convert(parse_json(fp.read(), what, max_depth))
+    with tempfile.NamedTemporaryFile(prefix="wedgenet-upload-", suffix=".json") as tmp:
+        shutil.copyfileobj(fp, tmp, CHUNK)  # the process reads it from disk: no big pickle
+        tmp.flush()
+        try:
+            return _parser_processes().submit(_parse_json_path, tmp.name, what, max_depth,
+                                              convert).result()
+        except BrokenProcessPool as exc:  # the parser process died (out of memory, killed)
+            shutdown_parser_processes()
+            raise UploadError(413, f"{what}: the JSON document could not be parsed within "
+                              "the server's memory (its parser process died); upload it as "
+                              ".npy, .npz or CSV") from exc
+
+
 def _describe(v: Any) -> str:
     try:
         return json.dumps(v)[:40]
@@ -542,10 +599,7 @@ def parse_csv_table(fp: BinaryIO, what: str) -> tuple[np.ndarray, list[str]]:
         if header:
             names = [c.strip() for c in cells]
         rows = lines if header else itertools.chain([first], lines)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data"
-            arr = np.loadtxt(rows, delimiter=",", dtype=np.float64, comments=None,
-                             quotechar='"', ndmin=2)
+        arr = _load_csv_rows(rows, max(1, len(cells)))
         failure: Exception | None = None
     except UnicodeDecodeError as exc:
         raise UploadError(422, f"{what}: CSV is not UTF-8 text ({exc})") from exc
@@ -559,6 +613,31 @@ def parse_csv_table(fp: BinaryIO, what: str) -> tuple[np.ndarray, list[str]]:
     if arr.shape[0] == 0:
         raise UploadError(422, f"{what}: CSV file has a header but no data rows")
     return arr, names
+
+
+#: cells numpy's CSV reader parses per call (a few milliseconds): it holds the GIL for a
+#: whole call, so one call over a big file kept every other thread, the event loop
+#: included, waiting (measured: 100-180 ms for a 20 MiB CSV)
+CSV_CHUNK_CELLS = 65_536
+
+
+def _load_csv_rows(rows: Iterator[str], n_columns: int) -> np.ndarray:
+    """The float64 table of CSV ``rows``, parsed in chunks of about :data:`CSV_CHUNK_CELLS`
+    cells, the GIL released between chunks. ``ValueError`` on ragged rows or bad cells."""
+    per_chunk = max(16, CSV_CHUNK_CELLS // n_columns)
+    chunks: list[np.ndarray] = []
+    while batch := list(itertools.islice(rows, per_chunk)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data"
+            chunk = np.loadtxt(batch, delimiter=",", dtype=np.float64, comments=None,
+                               quotechar='"', ndmin=2)
+        if chunks and chunk.shape[1] != chunks[0].shape[1]:
+            raise ValueError(f"rows with {chunks[0].shape[1]} and {chunk.shape[1]} columns")
+        chunks.append(chunk)
+        time.sleep(0)  # hand the GIL to a waiting thread (the event loop) between chunks
+    if not chunks:
+        return np.empty((0, n_columns))
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
 def read_table(fp: BinaryIO, filename: str | None, fmt: str | None, settings: Settings,

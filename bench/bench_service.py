@@ -19,6 +19,12 @@ Usage:
       --broker-url redis://127.0.0.1:6379/14                   # production-shaped
   .venv/bin/python bench/bench_service.py --mode api [--database-url ... --broker-url ...]
   .venv/bin/python bench/bench_service.py --mode kill [--database-url ... --broker-url ...]
+  .venv/bin/python bench/bench_service.py --mode upload [--database-url ...]
+
+``--mode upload``: ``/health`` latency (p50, p99, worst, polled every 10 ms by one client)
+while one client uploads a ~60 MiB CSV (n = 700000, d = 7) and then a ~40 MiB JSON file
+(n = 400000, d = 7) to ``POST /datasets``; also the upload's duration and the API process's
+peak memory above its idle size. ``/health`` alone for 3 s first, as the reference.
 
 ``--mode kill``: 30 jobs of 1-2 s on two workers with the default recovery settings; every 8 s
 the worker running the oldest running job (not killed before) is SIGKILLed (a replacement
@@ -505,9 +511,96 @@ def run_api(args: argparse.Namespace) -> None:
               f"{r['p99'] / b['p99']:>10.2f} | {vs_write}")
 
 
+# ------------------------------------------------------------------ --mode upload
+
+
+def rss_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of a process, KiB (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def health_during(url: str, action: object) -> tuple[list[float], float]:
+    """``/health`` latencies (seconds) of requests overlapping ``action()`` (polled every
+    10 ms from a thread) and the action's duration."""
+    lat: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=url, timeout=60) as hc:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                hc.get("/health").raise_for_status()
+                lat.append((t0, time.monotonic() - t0))
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    time.sleep(0.2)
+    t_start = time.monotonic()
+    action()  # type: ignore[operator]
+    t_end = time.monotonic()
+    time.sleep(0.2)
+    stop.set()
+    poller.join(timeout=60)
+    return [x for t0, x in lat if t0 + x >= t_start and t0 <= t_end], t_end - t_start
+
+
+def run_upload(args: argparse.Namespace) -> None:
+    import json
+
+    st = ApiStack(args.database_url, args.broker_url)
+    rng = np.random.default_rng(0)
+    rows = []
+    try:
+        pid = st.pids[st.service]
+        idle, _ = health_during(st.service, lambda: time.sleep(3.0))
+        rows.append(("/health alone (3 s)", None, 3.0, idle, 0))
+        for fmt, n in (("csv", 700_000), ("json", 400_000)):
+            X = rng.standard_normal((n, 7))
+            y = np.arange(n) % 3
+            xf, yf = st.tmp / f"X.{fmt}", st.tmp / f"y.{fmt}"
+            if fmt == "csv":
+                np.savetxt(xf, X, delimiter=",", fmt="%.9g")
+                np.savetxt(yf, y, fmt="%d")
+            else:
+                xf.write_text(json.dumps(np.round(X, 9).tolist()))
+                yf.write_text(json.dumps(y.tolist()))
+            size = xf.stat().st_size + yf.stat().st_size
+            rss0 = rss_kib(pid, "VmRSS")
+
+            def upload(xf: Path = xf, yf: Path = yf) -> None:
+                with xf.open("rb") as fx, yf.open("rb") as fy, \
+                        httpx.Client(base_url=st.service, timeout=600) as hc:
+                    r = hc.post("/datasets", files={"X": (xf.name, fx), "y": (yf.name, fy)},
+                                headers={"X-API-Key": KEY})
+                    assert r.status_code == 201, r.text
+
+            during, duration = health_during(st.service, upload)
+            grew = rss_kib(pid, "VmHWM") - rss0
+            rows.append((f"{size / 2**20:.0f} MiB {fmt} upload", size, duration, during, grew))
+            print(f"  {rows[-1][0]}: {duration:.2f} s", flush=True)
+    finally:
+        st.close()
+    backend = f"db={'sqlite' if not args.database_url else args.database_url.split(':')[0]}"
+    print(f"\nwedgenet upload benchmark ({backend}; /health polled every 10 ms during each "
+          f"upload; {os.cpu_count()} CPUs)")
+    hdr = (f"{'while':<20} | {'duration (s)':>12} | {'/health n':>9} | {'p50 (ms)':>8} | "
+           f"{'p99 (ms)':>8} | {'worst (ms)':>10} | {'API peak RSS +MiB':>17}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name, _size, duration, during, grew in rows:
+        ms = [x * 1000 for x in during]
+        print(f"{name:<20} | {duration:>12.2f} | {len(ms):>9} | {pct(ms, 50):>8.1f} | "
+              f"{pct(ms, 99):>8.1f} | {max(ms):>10.1f} | {grew / 1024:>17.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--mode", choices=["jobs", "api", "kill"], default="jobs")
+    ap.add_argument("--mode", choices=["jobs", "api", "kill", "upload"], default="jobs")
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     ap.add_argument("--broker-url", default="filesystem://")
     ap.add_argument("--latency-runs", type=int, default=10)
@@ -528,6 +621,9 @@ def main() -> None:
         return
     if args.mode == "kill":
         run_kill(args)
+        return
+    if args.mode == "upload":
+        run_upload(args)
         return
     rows = [run_config(args, w) for w in args.workers]
     backend = f"db={'sqlite' if not args.database_url else args.database_url.split(':')[0]}, " \

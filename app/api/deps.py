@@ -55,7 +55,7 @@ async def get_session() -> AsyncIterator[Session]:
     more concurrent requests than connections, every worker thread could end up waiting for a
     connection held by a request whose response still needs a worker thread to be serialized
     (measured: 64 concurrent GET /jobs/{id} on SQLite, no response within 30 s). The session
-    is closed (its connection returned) off the event loop."""
+    is closed (its connection returned) off the event loop when it holds one."""
     engine = get_engine(get_settings().database_url)
     maker = _makers.get(engine)
     if maker is None:
@@ -68,8 +68,13 @@ async def get_session() -> AsyncIterator[Session]:
         try:
             yield session
         finally:
-            # a limiter of its own: closing never waits behind requests for a worker thread
-            await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
+            if session.in_transaction():
+                # closing rolls back on the connection (I/O): off the event loop, with a
+                # limiter of its own so it never waits behind requests for a worker thread
+                await anyio.to_thread.run_sync(session.close,
+                                               limiter=anyio.CapacityLimiter(1))
+            else:  # committed or never used: no connection is held, closing does no I/O
+                session.close()
     finally:
         if slot is not None:
             slot.release()
@@ -92,8 +97,14 @@ def owner_for_key(settings: Settings, api_key: str) -> str | None:
     return owner
 
 
-def current_owner(
-    settings: Annotated[Settings, Depends(get_settings)],
+async def current_settings() -> Settings:
+    """The settings, as a dependency. ``async`` (it does no I/O): FastAPI runs synchronous
+    dependencies in a worker thread, a thread hop per request for nothing."""
+    return get_settings()
+
+
+async def current_owner(
+    settings: Annotated[Settings, Depends(current_settings)],
     api_key: Annotated[str | None, Security(api_key_header)] = None,
 ) -> str:
     if not api_key:
@@ -108,4 +119,4 @@ def current_owner(
 
 SessionDep = Annotated[Session, Depends(get_session)]
 OwnerDep = Annotated[str, Depends(current_owner)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(current_settings)]

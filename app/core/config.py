@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WEDGENET_", extra="ignore")
 
     database_url: str = "sqlite:///./var/wedgenet.db"
+    #: SQLite only: ``normal`` syncs the write-ahead log at checkpoints, not at every commit
+    #: (a commit survives a crash of any process, but the last ones may be lost to a power
+    #: cut or an OS crash); ``full`` syncs at every commit (durable, about one fsync per write)
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
     broker_url: str = "filesystem://"
     #: folder of the filesystem broker (embedded mode); ignored for other brokers
     broker_dir: str = "./var/broker"

@@ -214,3 +214,47 @@ def test_weights_upload(client, upload) -> None:
     z = np.load(io.BytesIO(client.get(f"/weights/{r.json()['id']}/download").content))
     np.testing.assert_array_equal(z["W2"], W2)
     assert client.get("/weights").json()["total"] == 2
+
+
+def test_job_status_is_one_query(client, upload) -> None:
+    """GET /jobs/{id}, the request clients poll, reads the job and its network id in one
+    statement (it was two)."""
+    from sqlalchemy import event
+
+    from app.db import get_engine
+
+    X, y = small_problem()
+    ds = upload(X, y)
+    job = client.post("/jobs", json={"dataset_id": ds["id"], "params": {"lam": 0.1}}).json()
+    assert run_pending_jobs() == ["succeeded"]
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        got = client.get(f"/jobs/{job['id']}").json()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert got["state"] == "succeeded" and got["network_id"]
+    assert got["links"]["network"] == f"/networks/{got['network_id']}"
+    assert len(statements) == 1, statements
+    assert client.get(f"/jobs/{job['id']}", headers={"X-API-Key": KEY_B}).status_code == 404
+
+
+def test_submitted_job_is_published_after_the_answer(client, upload, service_env) -> None:
+    """The job row is committed before the answer; its message is published right after
+    (a background task), so the answer does not wait for the broker."""
+    from pathlib import Path
+
+    X, y = small_problem()
+    ds = upload(X, y)
+    queue = Path(service_env["WEDGENET_BROKER_DIR"]) / "queue"
+    before = set(queue.glob("*.msg")) if queue.exists() else set()
+    r = client.post("/jobs", json={"dataset_id": ds["id"], "params": {"lam": 0.1}})
+    assert r.status_code == 202
+    messages = set(queue.glob("*.msg")) - before
+    assert len(messages) == 1  # TestClient returns once the background task ran
+    assert r.json()["id"] in next(iter(messages)).read_text()

@@ -155,7 +155,14 @@ def test_killed_worker_and_lost_message_recover_in_time(  # type: ignore[no-unty
         for p in pool:
             os.kill(p, signal.SIGSTOP)  # the pool process never gets to claim the job
         Xs, ys = small_problem()
-        lost = c.submit(c.upload_dataset(Xs, ys)["id"], lam=0.1)["id"]
+        ds = c.upload_dataset(Xs, ys)["id"]
+        survivor_log = logs[survivor.pid]
+        received = survivor_log.read_text(errors="replace").count("] received")
+        lost = c.submit(ds, lam=0.1)["id"]
+        # the message is published just after the 202: wait until the survivor received it
+        # (Celery logs "Task wedgenet.run_job[<id>] received") and it left the queue
+        _until(lambda: survivor_log.read_text(errors="replace").count("] received") > received,
+               30, "the survivor receives the message")
         _until(lambda: (w := waiting_run_jobs(settings)) is not None and lost not in w, 30,
                "the survivor takes the message")
         assert _row(db, lost).state == "queued"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 
 from app import crud
 from app.api.deps import OwnerDep, SessionDep, SettingsDep
@@ -43,7 +43,7 @@ def job_out(job: Job, network_id: str | None) -> JobOut:
 )
 def submit_job(
     body: JobCreate, response: Response, session: SessionDep, owner: OwnerDep,
-    settings: SettingsDep,
+    settings: SettingsDep, background: BackgroundTasks,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     """Queue a job: ``kind="solve"`` (the convex solve on a dataset; the default when ``kind``
@@ -53,7 +53,7 @@ def submit_job(
     returns the same job."""
     job, created = crud.create_job(session, owner, body, settings, idempotency_key)
     if created:
-        enqueue(job.id, settings)
+        background.add_task(enqueue, job.id, settings)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, None if created else crud.network_id_of(session, job.id))
 
@@ -73,8 +73,7 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
-    job = crud.get_job(session, owner, job_id)
-    return job_out(job, crud.network_id_of(session, job.id))
+    return job_out(*crud.get_job_with_network(session, owner, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut,
