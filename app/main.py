@@ -336,7 +336,8 @@ def create_app() -> FastAPI:
         return SafeJSONResponse({"detail": "a text value in the request is not valid Unicode "
                                  "(unpaired surrogate)"}, status_code=422)
 
-    for module in (health, datasets, weights, jobs, networks):
+    # jobs first: routes are matched in order, and job status is the most frequent request
+    for module in (jobs, health, datasets, weights, networks):
         app.include_router(module.router)
     ui.install(app)  # the web page at /ui/ (app/ui), / redirects there
     app.add_middleware(QuotaGuard)  # type: ignore[arg-type]  # request rate, full storage

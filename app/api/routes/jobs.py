@@ -36,16 +36,26 @@ def job_out(job: Job, network_id: str | None) -> JobOut:
     )
 
 
+def job_response(job: Job, network_id: str | None, status_code: int = 200,
+                 headers: dict[str, str] | None = None) -> Response:
+    """A job as its JSON response, serialized once. For the requests clients send most
+    (submit, poll) this skips FastAPI's validation of the returned model against
+    ``response_model``, which for a synchronous route is one more trip through a worker
+    thread; the OpenAPI schema still comes from ``response_model``."""
+    return Response(job_out(job, network_id).model_dump_json(), status_code=status_code,
+                    headers=headers, media_type="application/json")
+
+
 @router.post(
     "", status_code=202, response_model=JobOut,
     responses={409: {"description": "Idempotency-Key reused with a different request"},
                422: {"description": "invalid parameters"}},
 )
 def submit_job(
-    body: JobCreate, response: Response, session: SessionDep, owner: OwnerDep,
-    settings: SettingsDep, background: BackgroundTasks,
+    body: JobCreate, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+    background: BackgroundTasks,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JobOut:
+) -> Response:
     """Queue a job: ``kind="solve"`` (the convex solve on a dataset; the default when ``kind``
     is left out) or ``kind="polish"`` (polish the weight set ``weights_id`` on a dataset).
     Answers ``202 Accepted`` with the job and a ``Location`` header; the job row is committed
@@ -53,9 +63,9 @@ def submit_job(
     returns the same job."""
     job, created = crud.create_job(session, owner, body, settings, idempotency_key)
     if created:
-        background.add_task(enqueue, job.id, settings)
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return job_out(job, None if created else crud.network_id_of(session, job.id))
+        background.add_task(enqueue, job.id, settings)  # after the answer is sent
+    return job_response(job, None if created else crud.network_id_of(session, job.id),
+                        status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
 @router.get("", response_model=Page[JobOut])
@@ -72,8 +82,8 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
-    return job_out(*crud.get_job_with_network(session, owner, job_id))
+def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    return job_response(*crud.get_job_with_network(session, owner, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut,
