@@ -79,6 +79,19 @@ def reset_database(url: str) -> None:
     admin.dispose()
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
+    """SIGTERM each process group (SIGKILL after 20 s), then remove the stack's folder."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 class Stack:
     def __init__(self, database_url: str | None, broker_url: str, workers: int) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="wedgenet-bench-"))
@@ -130,15 +143,7 @@ class Stack:
         raise RuntimeError((self.tmp / "api.log").read_text())
 
     def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        stop_processes(self.procs, self.tmp)
 
 
 def small(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -400,15 +405,7 @@ class ApiStack:
         raise RuntimeError((self.tmp / f"{name}.log").read_text())
 
     def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        stop_processes(self.procs, self.tmp)
 
 
 def load(url: str, method: str, path: str, body: dict[str, object] | None, clients: int,
