@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import KEY_B, npy, run_pending_jobs, small_problem
+from tests.conftest import KEY_B, npy, recorded_statements, run_pending_jobs, small_problem
 
 
 def test_health(client) -> None:
@@ -219,25 +219,14 @@ def test_weights_upload(client, upload) -> None:
 def test_job_status_is_one_query(client, upload) -> None:
     """GET /jobs/{id}, the request clients poll, reads the job and its network id in one
     statement (it was two)."""
-    from sqlalchemy import event
-
     from app.db import get_engine
 
     X, y = small_problem()
     ds = upload(X, y)
     job = client.post("/jobs", json={"dataset_id": ds["id"], "params": {"lam": 0.1}}).json()
     assert run_pending_jobs() == ["succeeded"]
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(get_engine()) as statements:
         got = client.get(f"/jobs/{job['id']}").json()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert got["state"] == "succeeded" and got["network_id"]
     assert got["links"]["network"] == f"/networks/{got['network_id']}"
     assert len(statements) == 1, statements

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 
 from app import db
 from app.core.config import get_settings
-from tests.conftest import KEY_A, private_pg_database
+from tests.conftest import KEY_A, private_pg_database, recorded_statements
 
 
 def test_sqlite_synchronous_setting(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,18 +85,8 @@ def test_connection_in_steady_use_is_not_pinged(fresh_engine: str,
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 60.0)
     engine = db.get_engine(fresh_engine)
     _backend_pid(fresh_engine)
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    from sqlalchemy import event
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(engine) as statements:
         _backend_pid(fresh_engine)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert statements == ["SELECT pg_backend_pid()"], statements
 
 
