@@ -14,10 +14,16 @@ import logging
 import os
 import re
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import filesystem as kombu_filesystem
+from kombu.utils.json import dumps as kombu_dumps
 
 from app.core.config import Settings, get_settings
 
@@ -30,6 +36,63 @@ PRICE_PART_TASK = "wedgenet.price_part"
 QUEUE = "wedgenet"
 
 
+class FilesystemChannel(kombu_filesystem.Channel):
+    """kombu's filesystem channel with an atomic publish.
+
+    kombu writes a message straight into its final ``<time>_<uuid>.<queue>.msg`` file, so a
+    consumer listing the folder between the file's creation and its write takes an empty
+    message (its read takes no lock) and the worker's consumer dies on the JSON error. Here
+    the message is written under a name no consumer reads (``... .msg.part``) and renamed into
+    place: a consumer sees a whole message or none. A message that still cannot be decoded
+    (written by another program, or a disk error) is logged and dropped instead of stopping
+    the worker; its job is still queued in the database, and the recovery sweep re-publishes
+    it (see :func:`waiting_job_ids`).
+    """
+
+    # kombu names the argument `payload` here and `message` in its base class
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = final + ".part"
+        try:
+            with open(partial, "wb") as f:
+                f.write(kombu_dumps(payload).encode())
+            os.replace(partial, final)
+        except OSError as exc:
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        while True:  # each failed message is gone from the folder: this ends
+            try:
+                return super()._get(queue)
+            except ValueError as exc:
+                log.error("dropped an unreadable message from the %r queue (%s); the "
+                          "recovery sweep re-publishes its job", queue, exc)
+
+
+class FilesystemTransport(kombu_filesystem.Transport):
+    """kombu's filesystem transport with :class:`FilesystemChannel` (atomic publish)."""
+
+    Channel = FilesystemChannel
+
+
+#: the URL scheme under which kombu finds :class:`FilesystemTransport`; ``filesystem://`` in
+#: the settings is translated to it by :func:`celery_config` (kombu's own alias is left alone)
+FILESYSTEM_SCHEME = "wedgenet-filesystem"
+TRANSPORT_ALIASES.setdefault(FILESYSTEM_SCHEME, f"{__name__}:FilesystemTransport")
+
+
+def kombu_broker_url(settings: Settings) -> str:
+    """The broker URL given to Celery: ``filesystem://`` names :class:`FilesystemTransport`."""
+    if is_filesystem(settings):
+        return FILESYSTEM_SCHEME + settings.broker_url[len("filesystem"):]
+    return settings.broker_url
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Broker, queue and serialization settings shared by the producer and the worker.
 
@@ -37,7 +100,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     its folders under ``WEDGENET_BROKER_DIR``; see :meth:`Settings.broker_transport_options`.
     """
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": kombu_broker_url(settings),
         "broker_transport_options": settings.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
