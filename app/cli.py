@@ -16,7 +16,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +99,24 @@ def serve_main(argv: list[str] | None = None) -> int:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         if args.no_warmup:
             env["WEDGENET_WARMUP"] = "false"
-        # own process group, so the whole worker (main + pool children) is stopped together
-        worker = subprocess.Popen(
-            worker_command(args.workers), env=env, start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        command = worker_command(args.workers)
+
+        def start_worker() -> subprocess.Popen[bytes]:
+            # own process group, so the whole worker (main + pool children) is stopped together
+            return subprocess.Popen(
+                command, env=env, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+        worker = WorkerSupervisor(start_worker, settings.shutdown_grace)
+        worker.start()
     print(f"wedgenet: API on http://{args.host}:{args.port} (docs at /docs); "
           f"database {settings.database_url}", flush=True)
     import uvicorn
 
-    stopper = WorkerStopper(worker, settings.shutdown_grace)
-
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            stopper.begin()  # the worker starts its warm shutdown while the API drains
+            if worker is not None:
+                worker.begin()  # the worker starts its warm shutdown while the API drains
             super().handle_exit(sig, frame)
 
     # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exception so the
@@ -128,7 +135,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         # a second SIGTERM/SIGINT must not cut the worker's stop short (that orphans it)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stopper.finish()
+        if worker is not None:
+            worker.finish()
     return 0
 
 
@@ -136,48 +144,106 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-class WorkerStopper:
-    """Stops the worker subprocess within a bounded time, busy or not.
+class WorkerSupervisor:
+    """Runs the worker subprocess of ``serve``: restarts it when it dies by itself, and stops it
+    within a bounded time, busy or not.
 
-    :meth:`begin` (on the server's stop signal): SIGTERM to the worker's main process, Celery's
-    warm shutdown: an idle worker exits at once; a running job gets ``grace`` seconds to
-    finish, then the worker hands it back to the queue and it stops at its next checkpoint
-    (``worker.housekeeping``). :meth:`finish` waits until ``grace + HARD_AFTER`` seconds after
-    :meth:`begin`, then SIGKILLs the worker's whole process group (a job that ignores its
-    cancellation, a worker that hangs): no process outlives ``serve``."""
+    A worker that exits while ``serve`` is not stopping (killed by the OOM killer, a crash) is
+    started again after a pause that doubles with each failure in a row (1 s up to
+    ``MAX_RESTART_DELAY``; a worker that ran ``HEALTHY_AFTER`` seconds resets it). Its process
+    group is killed first, so no pool process of the dead worker goes on computing; the job it
+    was running is re-queued by the recovery sweep (``WEDGENET_STALE_AFTER``) and taken up by
+    the new worker.
+
+    :meth:`begin` (on the server's stop signal): no more restarts; SIGTERM to the worker's main
+    process, Celery's warm shutdown: an idle worker exits at once; a running job gets ``grace``
+    seconds to finish, then the worker hands it back to the queue and it stops at its next
+    checkpoint (``worker.housekeeping``). :meth:`finish` waits until ``grace + HARD_AFTER``
+    seconds after :meth:`begin`, then SIGKILLs the worker's whole process group (a job that
+    ignores its cancellation, a worker that hangs): no process outlives ``serve``."""
 
     #: seconds after the grace for the job to stop and the worker to exit by itself
     HARD_AFTER = 4.0
+    #: longest pause before restarting a worker that keeps dying
+    MAX_RESTART_DELAY = 30.0
+    #: a worker that ran this long before it died is restarted after the shortest pause
+    HEALTHY_AFTER = 60.0
+    #: how often the watcher looks at the worker
+    POLL_INTERVAL = 0.5
 
-    def __init__(self, proc: subprocess.Popen[bytes] | None, grace: float) -> None:
-        self.proc, self.grace = proc, grace
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], grace: float) -> None:
+        self._start, self.grace = start, grace
+        self.proc: subprocess.Popen[bytes] | None = None
         self.deadline: float | None = None
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker and the thread that restarts it when it dies."""
+        with self._lock:
+            self.proc = self._start()
+        self._watcher = threading.Thread(target=self._watch, name="wedgenet-worker-watch",
+                                         daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        failures, started = 0, time.monotonic()
+        while not self._stopping.wait(self.POLL_INTERVAL):
+            proc = self.proc
+            if proc is None or proc.poll() is None:
+                continue
+            ran = time.monotonic() - started
+            failures = 1 if ran >= self.HEALTHY_AFTER else failures + 1
+            delay = min(self.MAX_RESTART_DELAY, 2.0 ** (failures - 1))
+            print(f"wedgenet: the worker exited (code {proc.returncode}) after {ran:.0f} s; "
+                  f"restarting it in {delay:.0f} s", file=sys.stderr, flush=True)
+            _kill_group(proc.pid)  # pool processes of the dead worker
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.proc = self._start()
+                self.restarts += 1
+            started = time.monotonic()
 
     def begin(self) -> None:
-        if self.deadline is not None or self.proc is None:
-            return
-        self.deadline = time.monotonic() + self.grace + self.HARD_AFTER
-        if self.proc.poll() is None:
+        with self._lock:
+            if self.deadline is not None:
+                return
+            self._stopping.set()
+            self.deadline = time.monotonic() + self.grace + self.HARD_AFTER
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
             try:
-                self.proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
     def finish(self) -> None:
-        if self.proc is None:
-            return
         self.begin()
         assert self.deadline is not None
+        if self._watcher is not None:
+            self._watcher.join()
+        proc = self.proc
+        if proc is None:
+            return
         try:
-            self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+            proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print("wedgenet: the worker did not stop in time; killing it", file=sys.stderr,
                   flush=True)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # no pool process outlives the worker
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
+        _kill_group(proc.pid)  # no pool process outlives the worker
+        proc.wait()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 Real processes: a SIGKILLed worker's job runs again on another worker within 10 s; a message
 lost with a SIGKILLed worker (taken from the queue, job not yet claimed) is re-published
 within 15 s; a backlog waiting behind busy workers is never duplicated; stopping
-``python -m app serve`` (SIGTERM, or SIGKILL) during a long job leaves no process behind.
+``python -m app serve`` (SIGTERM, or SIGKILL) during a long job leaves no process behind;
+``serve`` restarts a worker that dies behind its back.
 """
 
 from __future__ import annotations
@@ -312,3 +313,50 @@ def test_stopping_serve_during_a_long_job_leaves_no_process(tmp_path: Path,  # t
         serve.wait()
         _until(lambda: not any(_alive(p) for p in procs), 10,
                "the worker and its pool process exit with serve")
+
+
+def _celery_children(pid: int) -> list[int]:
+    """The direct children of ``pid`` that run a Celery worker."""
+    out = []
+    for child in children(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"celery" in f.read():
+                    out.append(child)
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def test_serve_restarts_a_worker_that_dies(tmp_path: Path,  # type: ignore[no-untyped-def]
+                                           stack_factory) -> None:
+    """A worker that dies behind serve's back (the OOM killer, a crash) is started again, the
+    dead worker's pool process is killed, and its job runs again on the new worker."""
+    data = tmp_path / "var"
+    st = stack_factory(f"sqlite:///{data / 'wedgenet.db'}", "filesystem://")
+    for k in ("WEDGENET_DATABASE_URL", "WEDGENET_BROKER_URL", "WEDGENET_BROKER_DIR",
+              "WEDGENET_API_KEYS", "WEDGENET_EMBEDDED", *TIMINGS):
+        st.env.pop(k, None)
+    db = f"sqlite:///{data / 'wedgenet.db'}"
+    st.start_api([sys.executable, "-m", "app", "serve", "--port", str(st.port),
+                  "--data-dir", str(data)])
+    serve = st.procs[-1]
+    with WedgenetClient(st.base_url, "dev-key") as c:
+        job_id = _long_job(c)
+        _until(lambda: _row(db, job_id).state == "running", 90, "the job starts")
+        (worker,) = _celery_children(serve.pid)
+        pool = children(worker)
+        assert pool, "the worker's pool process"
+        t0 = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        _until(lambda: [p for p in _celery_children(serve.pid) if p != worker], 10,
+               "serve starts a new worker")
+        _until(lambda: not any(_alive(p) for p in pool), 5,
+               "the dead worker's pool process is killed")
+        _until(lambda: (_row(db, job_id).state == "running" and _row(db, job_id).attempts >= 2),
+               60, "the job runs again on the new worker")
+        print(f"\njob running again {time.monotonic() - t0:.1f} s after its worker was killed")
+    procs = _descendants(serve.pid)
+    serve.send_signal(signal.SIGTERM)
+    serve.wait(timeout=20)
+    _until(lambda: not any(_alive(p) for p in procs), 5, "the new worker exits with serve")
