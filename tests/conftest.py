@@ -74,6 +74,17 @@ def truncate_all(url: str) -> None:
     eng.dispose()
 
 
+def sqlite_or_postgres(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    """The database URL of a test parametrized over ``["sqlite", "postgres"]``: a fresh SQLite
+    file ``<name>.db``, or the module's ``pg_database`` fixture (a private Postgres database)
+    with every table emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / f'{name}.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    truncate_all(url)
+    return url
+
+
 @contextmanager
 def recorded_statements(engine: Any) -> Iterator[list[str]]:
     """The SQL statements ``engine`` sends to the database inside the ``with`` block."""

@@ -33,7 +33,7 @@ from tests.conftest import (
     npy,
     private_pg_database,
     small_problem,
-    truncate_all,
+    sqlite_or_postgres,
 )
 
 X, Y = small_problem()
@@ -51,11 +51,7 @@ def pg_database() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hostile.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    truncate_all(url)
-    return url
+    return sqlite_or_postgres(request, tmp_path, "hostile")
 
 
 def _env(db_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:

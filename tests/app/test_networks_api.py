@@ -21,7 +21,7 @@ from tests.conftest import (
     private_pg_database,
     run_pending_jobs,
     small_problem,
-    truncate_all,
+    sqlite_or_postgres,
 )
 
 TABLES = ("jobs", "networks", "neurons", "neuron_samples", "pricing_rounds", "pricing_parts")
@@ -79,11 +79,7 @@ def db_client(request: pytest.FixtureRequest, tmp_path: Path,
     from app.core.config import get_settings
     from app.main import create_app
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'networks.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-        truncate_all(url)
+    url = sqlite_or_postgres(request, tmp_path, "networks")
     env = {
         "WEDGENET_DATABASE_URL": url,
         "WEDGENET_BROKER_URL": "filesystem://",

@@ -19,7 +19,7 @@ from tests.conftest import (
     npy,
     private_pg_database,
     small_problem,
-    truncate_all,
+    sqlite_or_postgres,
 )
 
 REDIS_URL = os.environ.get("WEDGENET_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -32,11 +32,7 @@ def pg_database() -> str:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'quotas.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    truncate_all(url)
-    return url
+    return sqlite_or_postgres(request, tmp_path, "quotas")
 
 
 Client = Callable[..., Any]
