@@ -184,6 +184,49 @@ def dual_point(
     return t, U, V
 
 
+def kkt_dual_point(
+    K: FloatArray,
+    Y: FloatArray,
+    Z: FloatArray,
+    lam: float,
+    fit_offset: bool,
+    threshold: float = 1e-9,
+) -> FloatArray | None:
+    """The squared loss's dual point solved from the optimality conditions on the support of
+    ``Z``, not recomputed as the residual ``Y - K Z - t``.
+
+    On the support ``S`` (rows whose contribution ``||Z_j|| ||k_j||`` is above ``threshold``
+    times the largest) the optimal residual ``V`` satisfies ``k_j^T V = lam Z_j / ||Z_j||``,
+    ``1^T V = 0`` with a free offset, and lies in ``Y + range([K_S, 1])``. That fixes ``V``:
+    the part of ``Y`` outside the range plus the one point of the range meeting the
+    equalities. When the fit nearly interpolates (a feature in other units: columns whose
+    norms span many orders of magnitude), the residual computed from ``K Z`` has lost its
+    digits to cancellation and exceeds ``lam`` on big columns by ~1e-5 relative, which no
+    solver accuracy removes; this one meets the equalities to rounding. It is solved by an
+    SVD in column-normalized coordinates (unit columns, right-hand sides ``lam / ||k_j||``),
+    so nothing depends on the columns' units. Any balanced ``V`` is a dual point; the caller
+    prices it over every column and keeps the better bound. ``None`` for an empty support.
+    """
+    n = K.shape[0]
+    col_norms = np.linalg.norm(K, axis=0)
+    row_norms = group_norms(Z)
+    contributions = row_norms * col_norms
+    top = float(contributions.max()) if contributions.size else 0.0
+    S = np.flatnonzero(contributions > threshold * top)
+    if S.size == 0:
+        return None
+    N = K[:, S] / col_norms[S]
+    C = (lam / col_norms[S])[:, None] * Z[S] / row_norms[S][:, None]
+    if fit_offset:
+        N = np.concatenate([N, np.full((n, 1), 1.0 / np.sqrt(n))], axis=1)
+        C = np.concatenate([C, np.zeros((1, Z.shape[1]))], axis=0)
+    Q, sv, Wt = np.linalg.svd(N)
+    k = int(np.sum(sv > 1e-12 * sv[0]))
+    outside = Q[:, k:] @ (Q[:, k:].T @ Y)
+    inside = Q[:, :k] @ ((Wt[:k] @ C) / sv[:k, None])
+    return np.asarray(outside + inside)
+
+
 def refine_on_support(
     loss: Loss,
     K: FloatArray,
@@ -201,45 +244,51 @@ def refine_on_support(
     a few damped Newton steps turn a solver's ~1e-8 solution into one accurate to rounding,
     which makes the dual point ``-grad L`` (and hence the certificate) sharp. Returns the
     input unchanged if a row would cross zero or the objective would not decrease.
+
+    Every decision is independent of the columns' units: the support is the rows whose
+    contribution ``||Z_j|| ||k_j||`` is not negligible next to the largest one, and the
+    Newton system is solved in column-normalized coordinates (``k_j / ||k_j||``, weights
+    ``Z_j ||k_j||``, penalties ``lam / ||k_j||``), so a feature in other units (columns
+    spanning many orders of magnitude) gets the same steps.
     """
-    norms = group_norms(Z)
-    support = np.flatnonzero(norms > 1e-7 * (norms.max() if norms.size else 0.0))
+    col_norms = np.linalg.norm(K, axis=0)
+    contributions = group_norms(Z) * col_norms
+    top = float(contributions.max()) if contributions.size else 0.0
+    support = np.flatnonzero(contributions > 1e-7 * top)
     if support.size == 0 or support.size > max_support or not loss.smooth:
         return Z, t
     n, c = Y.shape
     f_in = primal_value(loss, K @ Z + t, Y, Z, lam)
-    A = K[:, support]
-    if fit_offset:
-        A = np.concatenate([A, np.ones((n, 1))], axis=1)
     s = support.size
+    scale = col_norms[support]  # > 0 on the support
+    A = K[:, support] / scale
+    weights = lam / scale  # penalty of row j in normalized coordinates
+    M0 = Z[support] * scale[:, None]
+    if fit_offset:
+        root_n = np.sqrt(n)
+        A = np.concatenate([A, np.full((n, 1), 1.0 / root_n)], axis=1)
+        M0 = np.concatenate([M0, root_n * t[None, :]], axis=0)
     q = A.shape[1]
 
-    def unpack(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        M = x.reshape(q, c)
-        return M[:s], (M[s] if fit_offset else np.zeros(c))
-
     def objective(x: FloatArray) -> float:
-        Zs, tt = unpack(x)
-        return loss.value(A[:, :s] @ Zs + tt, Y) + lam * float(np.sum(np.linalg.norm(Zs, axis=1)))
+        M = x.reshape(q, c)
+        return loss.value(A @ M, Y) + float(weights @ np.linalg.norm(M[:s], axis=1))
 
-    x = (
-        np.concatenate([Z[support], t[None, :]], axis=0).ravel()
-        if fit_offset
-        else Z[support].ravel()
-    )
+    x = M0.ravel()
     f = objective(x)
     for _ in range(max_iter):
-        Zs, tt = unpack(x)
-        U = A[:, :s] @ Zs + tt
+        M = x.reshape(q, c)
+        Ms = M[:s]
+        U = A @ M
         G_U = loss.grad(U, Y)  # (n, c)
-        nz = np.linalg.norm(Zs, axis=1)
+        nz = np.linalg.norm(Ms, axis=1)
         grad = (A.T @ G_U).copy()  # (q, c)
-        grad[:s] += lam * Zs / nz[:, None]
+        grad[:s] += weights[:, None] * Ms / nz[:, None]
         Hs = loss.hessian(U, Y)  # per-sample c x c blocks
         H = np.einsum("ia,ijk,ib->ajbk", A, Hs, A).reshape(q * c, q * c)
         for j in range(s):
-            zj = Zs[j]
-            blk = lam * (np.eye(c) / nz[j] - np.outer(zj, zj) / nz[j] ** 3)
+            zj = Ms[j]
+            blk = weights[j] * (np.eye(c) / nz[j] - np.outer(zj, zj) / nz[j] ** 3)
             H[j * c : (j + 1) * c, j * c : (j + 1) * c] += blk
         g = grad.ravel()
         try:
@@ -249,8 +298,8 @@ def refine_on_support(
         alpha = 1.0
         while alpha > 1e-8:
             xn = x - alpha * step
-            Zn, _ = unpack(xn)
-            same_side = np.all(np.sum(Zn * Zs, axis=1) > 0)
+            Mn = xn.reshape(q, c)[:s]
+            same_side = np.all(np.sum(Mn * Ms, axis=1) > 0)
             fn = objective(xn) if same_side else np.inf
             if fn <= f:
                 break
@@ -258,12 +307,12 @@ def refine_on_support(
         if alpha <= 1e-8:
             break
         x, f_old, f = xn, f, fn
-        if f_old - f <= 1e-16 * max(1.0, abs(f)):
+        if f_old - f <= 4 * np.finfo(float).eps * abs(f):
             break
-    Zs, tt = unpack(x)
+    M = x.reshape(q, c)
     Z_out = np.zeros_like(Z)
-    Z_out[support] = Zs
-    t_out = tt if fit_offset else t
+    Z_out[support] = M[:s] / scale[:, None]
+    t_out = M[s] / root_n if fit_offset else t
     if primal_value(loss, K @ Z_out + t_out, Y, Z_out, lam) > f_in:
         return Z, t
     return Z_out, t_out

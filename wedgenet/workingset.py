@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,8 +33,10 @@ from wedgenet.pricing import ColumnSource, PricingResult, price
 from wedgenet.programs import (
     Program,
     ProgramSolution,
+    column_scores,
     dual_bound,
     dual_point,
+    kkt_dual_point,
     primal_value,
     relative_gap,
 )
@@ -46,6 +48,12 @@ Progress = Callable[[float, str], None]
 #: ``pricer(V, n_top, threshold)`` scans the whole dictionary (possibly on several workers).
 Pricer = Callable[[FloatArray, int, float], PricingResult]
 PartialPricer = Callable[[FloatArray, int, float, int], PricingResult]
+#: full scans in a row that find no violator outside the working set while the restricted
+#: solves are already at their tightest tolerance: then column generation stops ("stalled")
+MAX_STALLED = 3
+#: quadratic losses: a converged solution whose gap is above this fraction of ``tol`` also
+#: tries the dual point solved from the optimality conditions (one more full scan)
+KKT_SHARPEN = 0.01
 
 
 @dataclass
@@ -58,7 +66,9 @@ class WorkingSetResult:
     n_outer: int
     history: list[dict[str, float]] = field(default_factory=list)
     #: Why column generation stopped short of ``tol``: ``"max_time"`` (time limit),
-    #: ``"max_outer"`` (iteration cap), or ``""`` (converged: gap <= tol).
+    #: ``"max_outer"`` (iteration cap), ``"stalled"`` (no violator outside the working set
+    #: and no more accuracy to gain: the gap is at rounding level for this data), or ``""``
+    #: (converged: gap <= tol).
     stopped: str = ""
 
 
@@ -180,6 +190,8 @@ def solve_working_set(
     last_gap = gap0
     outer = 0
     threshold = lam * (1 + 0.5 * tol)
+    sharpened_at = float("nan")  # the primal value whose KKT dual point was last tried
+    n_stalled = 0
     n_full = 0
     n_partial_run = 0
     for outer in range(1, max_outer + 1):
@@ -258,6 +270,19 @@ def solve_working_set(
             solver=f"workingset/{inner.solver}",
         )
         sol_atoms = W
+        cand = _new_atoms(source.canonical(scan.top_atoms), keys)
+        if (loss.quadratic and gap > KKT_SHARPEN * tol and (gap <= tol or not len(cand))
+                and primal != sharpened_at):
+            # About to stop, or no violator outside the working set: the bound may be limited
+            # by the residual's rounding along big columns (columns in very different units).
+            # Solve the dual point from the optimality conditions instead and keep the better.
+            sharpened_at = primal
+            kkt = _kkt_bound(pricer, K_W, Y, Z, loss, lam, fit_offset, n_add, threshold)
+            if kkt is not None and kkt.dual > dual:
+                dual = kkt.dual
+                sol = replace(sol, V=kkt.V, dual=dual, max_score=kkt.max_score)
+                gap = last_gap = relative_gap(primal, dual)
+                history[-1].update(dual=dual, gap=gap)
         if best is None or primal <= best.primal:
             best, best_atoms = sol, W
         if gap <= tol:
@@ -266,12 +291,18 @@ def solve_working_set(
         if out_of_time:
             stopped = "max_time"
             break
-        cand = _new_atoms(source.canonical(scan.top_atoms), keys)
         if not len(cand):
-            # No violator outside the working set: the inner solve needs more accuracy.
+            # No violator outside the working set: the inner solve needs more accuracy,
+            # unless it is already at its tightest.
+            if inner_floor <= 1e-14:
+                n_stalled += 1
+                if n_stalled >= MAX_STALLED:
+                    stopped = "stalled"
+                    break
             inner_floor = max(min(inner_floor, inner_tol) * 0.01, 1e-14)
             last_gap = 0.0
             continue
+        n_stalled = 0
         W, Z, age, keys = _grow(W, Z, age, cand, max_age)
     if sol is None:  # pragma: no cover - only when max_outer is exhausted by partial scans
         raise WedgeNetError("column generation stopped before any full scan; raise max_outer")
@@ -279,6 +310,39 @@ def solve_working_set(
         # Not converged: the fully scanned point with the lowest objective (its own bound).
         sol, sol_atoms = best, best_atoms
     return WorkingSetResult(sol_atoms, sol, n_columns, outer, history, stopped)
+
+
+def _kkt_bound(
+    pricer: Pricer,
+    K_W: FloatArray,
+    Y: FloatArray,
+    Z: FloatArray,
+    loss: Loss,
+    lam: float,
+    fit_offset: bool,
+    n_top: int,
+    threshold: float,
+) -> ProgramSolution | None:
+    """The dual point solved from the optimality conditions on the support
+    (:func:`wedgenet.programs.kkt_dual_point`; supports cut at two contribution thresholds,
+    the one scoring lower on the working set) priced over every column: ``V``, ``dual`` and
+    ``max_score`` of a solution (the rest unset); ``None`` without a support."""
+    best: tuple[float, FloatArray] | None = None
+    for cut in (1e-9, 1e-6):
+        V = kkt_dual_point(K_W, Y, Z, lam, fit_offset, cut)
+        if V is not None:
+            score = float(column_scores(K_W, V).max())
+            if best is None or score < best[0]:
+                best = (score, V)
+    if best is None:
+        return None
+    V = best[1]
+    scan = pricer(V, n_top, threshold)
+    max_score = max(scan.max_score, best[0])
+    dual = dual_bound(loss, V, Y, lam, max_score)
+    return ProgramSolution(Z=np.zeros((0, Y.shape[1])), t=np.zeros(Y.shape[1]), V=V,
+                           primal=float("nan"), dual=dual, max_score=max_score,
+                           solve_time=0.0, solver="kkt")
 
 
 def _new_atoms(cand: Atoms, keys: set[bytes]) -> Atoms:

@@ -410,14 +410,13 @@ def test_scaled_feature_solve_matches_brute_force_lasso(p, factor):
     slack = 1e-12 * abs(ref.primal)
     assert ref.dual - slack <= r.primal_objective
     assert r.dual_objective <= ref.primal + slack  # never a wrong lower bound
-    if r.certified:
-        assert r.relative_gap <= 1e-6
-    else:
-        assert r.certificate_note.startswith("gap")
-    if p == 2 or factor == 1.0:
-        # (p = 1 scaled: columns span 7 orders of magnitude; the working-set solve stops at a
-        # gap near 1e-5 and honestly does not certify)
-        assert r.certified, r.certificate_note
+    # p = 1 scaled: columns span 7 orders of magnitude and the fit nearly interpolates; the
+    # residual recomputed from K Z exceeded lam on the big columns by ~1e-5 (rounding), so
+    # the gap stopped at 1.2e-5 (x1e7: not certified, after 200 stalled iterations) and
+    # 9.5e-7 (x1e6). The dual point solved from the optimality conditions
+    # (wedgenet.programs.kkt_dual_point) closes both to rounding.
+    assert r.certified, r.certificate_note
+    assert r.relative_gap <= 1e-9
 
 
 # ------------------------------------------------------------------ property: never overclaim
