@@ -44,6 +44,10 @@ FloatArray = NDArray[np.float64]
 
 #: Exit codes of the compiled loop.
 CONVERGED, MAX_ITER, NUMERICAL = 0, 1, 2
+#: a column's correlation ``k_j^T r`` is trusted to ``ROUNDING_FACTOR ||k_j|| (||y|| + ||r||)``
+#: a relative decrease of the objective below this is rounding, not progress
+PROGRESS = 1e-14
+ROUNDING_FACTOR = 16 * float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True)
@@ -182,6 +186,7 @@ def _active_set_loop(
     n, m = Kc.shape
     KcT = Kc.T  # C-contiguous view of the Fortran-ordered matrix: BLAS matrix-vector products
     b = np.dot(KcT, yc)
+    y_norm = np.sqrt(np.dot(yc, yc))
     col_norm = np.empty(m)
     for j in range(m):
         sq = 0.0
@@ -194,6 +199,8 @@ def _active_set_loop(
     s = np.empty(cap)
     w = np.zeros(cap)
     inA = np.zeros(m, dtype=np.bool_)
+    blocked = np.zeros(m, dtype=np.bool_)  # joined without progress (see below)
+    joined, joined_best = -1, 0.0  # the last column to join, the best objective then
     u = np.empty(cap)
     cc = np.empty(cap)
     wstar = np.empty(cap)
@@ -272,13 +279,20 @@ def _active_set_loop(
         max_c = 0.0
         best = -1
         best_c = 0.0
+        # A correlation is known to about eps ||k_j|| (||y|| + ||r||): the residual is rounded
+        # at the size of what it is computed from, ``y - K z``. A column joins only by
+        # violating beyond that, so columns in very different units (norms spanning many
+        # orders of magnitude) do not swap in and out forever on rounding.
+        rounding = ROUNDING_FACTOR * (y_norm + np.sqrt(rr))
         for j in range(m):
-            acc = corr[j]
-            if abs(acc) > max_c:
-                max_c = abs(acc)
-            if not inA[j] and abs(acc) > best_c:
-                best_c = abs(acc)
-                best = j
+            acc = abs(corr[j])
+            if acc > max_c:
+                max_c = acc
+            if not inA[j] and not blocked[j]:
+                beyond = acc - rounding * col_norm[j]
+                if beyond > best_c:
+                    best_c = beyond
+                    best = j
         l1 = 0.0
         for a in range(k):
             l1 += abs(w[a])
@@ -295,7 +309,17 @@ def _active_set_loop(
             # lost accuracy (nearly singular active columns). Stop at the best point.
             status = NUMERICAL
             break
+        if joined >= 0:
+            if not primal < joined_best * (1.0 - PROGRESS):
+                # The last column to join (and the face solves and drops it led to) gained
+                # nothing beyond rounding: its violation was rounding. It stays out until
+                # the objective goes down, else dependent columns of very different norms
+                # cycle (join, swap, drop) until max_iter.
+                blocked[joined] = True
+            joined = -1
         if primal < p_best:
+            if primal < p_best * (1.0 - PROGRESS):
+                blocked[:] = False
             p_best = primal
             z_best[:] = zfull
         if (
@@ -307,6 +331,7 @@ def _active_set_loop(
             break
         # 3. The most violating column joins (sign of its correlation).
         j = best
+        joined, joined_best = j, p_best
         sigma = 1.0 if corr[j] > 0 else -1.0
         if k >= cap - 1:
             status = NUMERICAL
@@ -390,7 +415,11 @@ def lasso_active_set(
     kkt_tol : float, default 1e-10
         Also stop when no inactive column violates its dual constraint by more than
         ``lam * kkt_tol``: below that, rounding decides which column looks worst, and the
-        method would only swap dependent columns back and forth.
+        method would only swap dependent columns back and forth. A column's correlation is
+        trusted only to ``16 eps ||k_j|| (||y|| + ||r||)`` (it must violate beyond that to
+        join), and a column whose joining lowered the objective by less than 1e-14 relative
+        is kept out until the objective goes down: with columns of very different norms (a
+        feature in other units) the method otherwise cycled on rounding until ``max_iter``.
 
     Returns
     -------
