@@ -184,11 +184,25 @@ class DictionaryColumns:
         return features(self.dictionary.X, atoms.normals)
 
     def canonical(self, atoms: Atoms) -> Atoms:
+        """The atoms under their canonical index sets, one per oriented hyperplane.
+
+        The scan does not deduplicate, so its top scores can all be copies of a few
+        hyperplanes through many samples (a feature with few distinct values: half the
+        samples on one hyperplane), reached through non-canonical subsets. Those are
+        re-expressed on their canonical subset (:meth:`WedgeDictionary.canonical_atoms`)
+        instead of dropped, which emptied the working set."""
         D = self.dictionary
         if D.source == "given" or len(atoms) == 0:
             return atoms
         keep, _ = D.hyperplanes(atoms.subsets, dedupe=True)
-        return atoms.take(keep)
+        if keep.size == len(atoms):
+            return atoms
+        mapped = D.canonical_atoms(atoms)
+        keep, _ = D.hyperplanes(mapped.subsets, dedupe=True)
+        mapped = mapped.take(keep)
+        rows = np.c_[mapped.subsets, mapped.signs]
+        _, first = np.unique(rows, axis=0, return_index=True)
+        return mapped.take(np.sort(first))
 
 
 @dataclass

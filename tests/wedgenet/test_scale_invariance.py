@@ -474,6 +474,26 @@ def test_scaled_feature_logistic_solve_is_certified_and_optimal(p, factor):
     assert r.primal_objective <= ref_primal * (1 + 1e-6)  # as good as the reference
 
 
+@pytest.mark.parametrize("factor", [1.0, 1e5])
+def test_binary_feature_solve_is_certified_and_matches_brute_force(factor):
+    """A feature with two values (sex, a yes/no flag): half the samples lie on one line, so
+    the scan's top scores were all copies of that hyperplane under non-canonical subsets.
+    The working set dropped them all and stayed empty: the trivial network, gap 1.0 (at
+    either scale; diabetes' age and sex columns the same). They now enter under their
+    canonical subset."""
+    rng = np.random.default_rng(1)  # seeds 1, 2 and 4 of 1-7 failed before
+    X = np.c_[rng.standard_normal(60), np.where(rng.random(60) > 0.5, 1.0, -1.0)]
+    y = np.sin(2 * X[:, 0]) + X[:, 1] + 0.1 * rng.standard_normal(60)
+    X[:, 1] *= factor
+    ref = lasso_reference(brute_dictionary(X, 1, True), y, 0.1)
+    assert ref.gap < 1e-6
+    r = wn.solve(X, y, lam=0.1)
+    assert r.certified, r.certificate_note
+    assert len(r.network.neurons) > 0
+    assert r.primal_objective == pytest.approx(ref.primal, rel=1e-6)
+    assert r.dual_objective <= ref.primal * (1 + 1e-9)
+
+
 # ------------------------------------------------------------------ property: never overclaim
 
 

@@ -580,7 +580,7 @@ def logistic_prox_newton(
         # Curvature floor: samples classified with huge margins have weights ~1e-30, which
         # only make the weighted Gram matrix singular; the line search keeps steps safe.
         h = expit(u) * expit(-u)
-        h = np.maximum(h, 1e-8 * float(h.max()))
+        h = np.maximum(h, max(1e-8 * float(h.max()), 1e-12))  # (h <= 1/4: a unit-free floor)
         z_new, t_new, ok = weighted_lasso(
             K, u - g / h, h, lam, fit_offset=fit_offset, z0=z, tol=1e-13
         )

@@ -117,6 +117,10 @@ def _secular_radius(bt: np.ndarray, mu: np.ndarray, lam: float) -> float:
             lo = max(lo, r)
         else:
             hi = min(hi, r)
+        if not phi > 0.0:  # r so large that every term underflowed: look lower
+            hi = min(hi, r)
+            r = 0.5 * (lo + hi)
+            continue
         psi = 1.0 / np.sqrt(phi) - 1.0
         dpsi = -0.5 * dphi / (phi * np.sqrt(phi))
         r_new = r - psi / dpsi if dpsi > 0.0 else 0.5 * (lo + hi)
@@ -470,8 +474,13 @@ def _prox_newton_step(
         A = ((Kc * Kc).T @ Hs.reshape(n, cr * cr)).reshape(active.size, cr, cr)
         A = 0.5 * (A + np.transpose(A, (0, 2, 1)))
         mu, E = np.linalg.eigh(A)
-        floor = 1e-12 * max(float(mu.max()), 1e-300)
-        mu = np.maximum(mu, floor)
+        # Curvature floor: relative to the largest curvature, and never below 1e-10 of the
+        # column's squared norm (the curvature of a loss Hessian of 1e-10). Saturated
+        # probabilities (features in large units: logits of thousands) make every Hessian
+        # block exactly 0; the model's steps are then long and the line search decides.
+        sq = np.einsum("ij,ij->j", Kc, Kc)
+        floor = np.maximum(1e-12 * max(float(mu.max()), 0.0), 1e-10 * sq)
+        mu = np.maximum(mu, np.maximum(floor, 1e-300)[:, None])
         assert P is not None
         P_arr = np.ascontiguousarray(P)
         W = P_arr - R.Yd  # full-coordinate gradient

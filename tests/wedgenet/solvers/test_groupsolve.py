@@ -379,3 +379,23 @@ def test_materialized_source_squared_vector_output() -> None:
     res = solve_working_set(MaterializedColumns(K), Y, loss, 0.05, tol=1e-8)
     assert res.stopped == ""
     assert res.solution.primal == pytest.approx(ref.primal, rel=1e-7)
+
+
+def test_softmax_with_saturated_probabilities_solves():
+    """Columns in large units (x1e3) and a warm start with logits in the thousands: every
+    sample's softmax Hessian is exactly 0, the model's curvature was floored at 1e-312 and
+    the trust-region secular equation divided by zero (ZeroDivisionError: wine's raw
+    features, softmax). The floor is now 1e-10 of each column's squared norm; the solve
+    reaches the CLARABEL reference's optimum."""
+    rng = np.random.default_rng(0)
+    n, m = 40, 12
+    X = rng.standard_normal((n, 3))
+    K = np.maximum(X @ rng.standard_normal((3, m)) + 0.3, 0.0) * 1e3
+    loss = get_loss("softmax")
+    Y, _ = loss.encode(rng.integers(0, 3, n))
+    Z0 = rng.standard_normal((m, Y.shape[1])) * 10
+    sol = group_prox_newton(K, Y, loss, 1.0, Z0=Z0)
+    ref = solve_cvxpy(K, Y, loss, 1.0)
+    assert sol.gap < 1e-9
+    assert sol.primal == pytest.approx(ref.primal, rel=1e-6)
+    assert sol.dual <= ref.primal * (1 + 1e-9)
