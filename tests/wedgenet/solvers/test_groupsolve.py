@@ -13,7 +13,7 @@ from scipy.special import logsumexp
 import wedgenet as wn
 from wedgenet.dictionary import WedgeDictionary
 from wedgenet.losses import get_loss
-from wedgenet.pricing import DictionaryColumns, MaterializedColumns
+from wedgenet.pricing import DictionaryColumns, MaterializedColumns, price
 from wedgenet.programs import Program, relative_gap
 from wedgenet.solvers import GroupProxNewton, solve_program
 from wedgenet.solvers.conic import solve_cvxpy
@@ -399,3 +399,29 @@ def test_softmax_with_saturated_probabilities_solves():
     assert sol.gap < 1e-9
     assert sol.primal == pytest.approx(ref.primal, rel=1e-6)
     assert sol.dual <= ref.primal * (1 + 1e-9)
+
+
+def test_crawling_softmax_solve_leaves_time_to_the_fallback():
+    """Iris' sepal with one column x1e6, softmax: the group solver crawls on the first
+    restricted program (gap 0.055 -> 0.044 over 1300 iterations) and used to spend the
+    whole time limit there, so CLARABEL, next in the chain, never ran and the solve ended
+    uncertified. It now returns once SLOW_WINDOW iterations fail to halve its gap, and the
+    chain's fallback finishes the program."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = X[:, :2].copy()
+    X[:, 0] *= 1e6
+    loss = get_loss("softmax")
+    Y, _ = loss.encode(y)
+    n, c = Y.shape
+    t0 = loss.optimal_offset(np.zeros((n, c)), Y, np.zeros(c))
+    source = DictionaryColumns(WedgeDictionary(X, p=1, bias=True))
+    scan = price(source, -loss.grad(np.zeros((n, c)) + t0, Y), 24, 0.0)
+    K = source.columns(source.canonical(scan.top_atoms))
+    crawl = group_prox_newton(K, Y, loss, 1.0, tol=1e-8)
+    assert crawl.iterations < 600  # 371 now; 1331 (36 s) before, to its max_outer per stage
+    sol = solve_program(Program(K, Y, loss, 1.0, True), tol=1e-8,
+                        deadline=time.perf_counter() + 120)
+    assert sol.gap <= 1e-8
+    assert "cvxpy/CLARABEL" in sol.tried
