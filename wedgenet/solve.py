@@ -270,6 +270,7 @@ def solve(
     }
     history: list[dict[str, float]] = []
     gap_estimate: float | None = None
+    stopped = ""  # why column generation stopped short of tol (WorkingSetResult.stopped)
     if solver == "cvxpy":
         atoms = dictionary.atoms()
         K = features(X, atoms.normals)
@@ -322,6 +323,7 @@ def solve(
             ),
         )
         atoms, sol, n_priced, history = ws.atoms, ws.solution, ws.n_columns, ws.history
+        stopped = ws.stopped
         # the restricted solver that produced the returned point (workingset/activeset,
         # workingset/prox-newton, workingset/group-prox-newton, workingset/cvxpy, ...)
         name = sol.solver if sol.solver.startswith("workingset/") else "workingset"
@@ -349,12 +351,27 @@ def solve(
         classes=classes,
         history=history,
         gap_estimate=gap_estimate,
-        certificate_note=cert.note,
+        certificate_note=_with_stop_reason(cert.note, stopped) if not cert.certified
+        else cert.note,
     )
     verify(result, X, Y, loss_obj, lam, p, atoms, sol)
     if progress is not None:
         progress(1.0, "done")
     return result
+
+
+#: what :attr:`WorkingSetResult.stopped` means, for a result's ``certificate_note``
+STOP_REASONS = {
+    "max_time": "column generation stopped at max_time",
+    "max_outer": "column generation stopped at its iteration cap",
+    "stalled": "column generation stalled (no violator outside the working set at the "
+    "restricted solver's tightest tolerance: the gap is at rounding level for this data)",
+}
+
+
+def _with_stop_reason(note: str, stopped: str) -> str:
+    reason = STOP_REASONS.get(stopped, "")
+    return f"{note}; {reason}" if note and reason else note or reason
 
 
 def _initial_atoms(

@@ -205,3 +205,17 @@ def test_cli_solve_json_npz_and_plot(tmp_path, capsys):
     assert cli_main(["plot", str(csv), "--lam", "0.05", "-o", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert cli_main(["solve", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_an_uncertified_result_says_why_column_generation_stopped():
+    """A solve cut short by max_time says so in its certificate_note (it used to say only
+    the gap); a converged one does not."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    y = np.sin(3 * X[:, 0]) * X[:, 1]
+    short = wn.solve(X, y, lam=1e-4, max_time=0.2)
+    assert not short.certified
+    assert short.certificate_note.startswith("gap ")
+    assert short.certificate_note.endswith("; column generation stopped at max_time")
+    done = wn.solve(X[:30], y[:30], lam=0.1)
+    assert done.certified and done.certificate_note == ""
