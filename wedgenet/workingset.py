@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -312,6 +313,14 @@ def solve_working_set(
     return WorkingSetResult(sol_atoms, sol, n_columns, outer, history, stopped)
 
 
+class DualBound(NamedTuple):
+    """A dual point priced over every column, with its bound."""
+
+    V: FloatArray
+    dual: float
+    max_score: float
+
+
 def _kkt_bound(
     pricer: Pricer,
     K_W: FloatArray,
@@ -322,11 +331,11 @@ def _kkt_bound(
     fit_offset: bool,
     n_top: int,
     threshold: float,
-) -> ProgramSolution | None:
+) -> DualBound | None:
     """The dual point solved from the optimality conditions on the support
     (:func:`wedgenet.programs.kkt_dual_point`; supports cut at two contribution thresholds,
-    the one scoring lower on the working set) priced over every column: ``V``, ``dual`` and
-    ``max_score`` of a solution (the rest unset); ``None`` without a support."""
+    the one scoring lower on the working set) priced over every column; ``None`` without a
+    support."""
     best: tuple[float, FloatArray] | None = None
     for cut in (1e-9, 1e-6):
         V = kkt_dual_point(K_W, Y, Z, lam, fit_offset, cut)
@@ -337,12 +346,8 @@ def _kkt_bound(
     if best is None:
         return None
     V = best[1]
-    scan = pricer(V, n_top, threshold)
-    max_score = max(scan.max_score, best[0])
-    dual = dual_bound(loss, V, Y, lam, max_score)
-    return ProgramSolution(Z=np.zeros((0, Y.shape[1])), t=np.zeros(Y.shape[1]), V=V,
-                           primal=float("nan"), dual=dual, max_score=max_score,
-                           solve_time=0.0, solver="kkt")
+    max_score = max(pricer(V, n_top, threshold).max_score, best[0])
+    return DualBound(V, dual_bound(loss, V, Y, lam, max_score), max_score)
 
 
 def _new_atoms(cand: Atoms, keys: set[bytes]) -> Atoms:
