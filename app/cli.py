@@ -175,7 +175,6 @@ class WorkerSupervisor:
         self._start, self.grace = start, grace
         self.proc: subprocess.Popen[bytes] | None = None
         self.deadline: float | None = None
-        self.restarts = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -206,7 +205,6 @@ class WorkerSupervisor:
                 if self._stopping.is_set():
                     return
                 self.proc = self._start()
-                self.restarts += 1
             started = time.monotonic()
 
     def begin(self) -> None:

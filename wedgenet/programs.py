@@ -27,6 +27,7 @@ from wedgenet.losses import Loss
 from wedgenet.validation import check_lam
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 
 def group_norms(Z: FloatArray) -> FloatArray:
@@ -184,6 +185,17 @@ def dual_point(
     return t, U, V
 
 
+def contribution_support(
+    K: FloatArray, Z: FloatArray, threshold: float
+) -> tuple[IntArray, FloatArray]:
+    """Rows of ``Z`` whose contribution ``||Z_j|| ||k_j||`` is above ``threshold`` times the
+    largest (a decision independent of the columns' units), and the column norms of ``K``."""
+    col_norms = np.linalg.norm(K, axis=0)
+    contributions = group_norms(Z) * col_norms
+    top = float(contributions.max()) if contributions.size else 0.0
+    return np.flatnonzero(contributions > threshold * top), col_norms
+
+
 def kkt_dual_point(
     K: FloatArray,
     Y: FloatArray,
@@ -208,15 +220,11 @@ def kkt_dual_point(
     prices it over every column and keeps the better bound. ``None`` for an empty support.
     """
     n = K.shape[0]
-    col_norms = np.linalg.norm(K, axis=0)
-    row_norms = group_norms(Z)
-    contributions = row_norms * col_norms
-    top = float(contributions.max()) if contributions.size else 0.0
-    S = np.flatnonzero(contributions > threshold * top)
+    S, col_norms = contribution_support(K, Z, threshold)
     if S.size == 0:
         return None
     N = K[:, S] / col_norms[S]
-    C = (lam / col_norms[S])[:, None] * Z[S] / row_norms[S][:, None]
+    C = (lam / col_norms[S])[:, None] * Z[S] / group_norms(Z[S])[:, None]
     if fit_offset:
         N = np.concatenate([N, np.full((n, 1), 1.0 / np.sqrt(n))], axis=1)
         C = np.concatenate([C, np.zeros((1, Z.shape[1]))], axis=0)
@@ -251,10 +259,7 @@ def refine_on_support(
     ``Z_j ||k_j||``, penalties ``lam / ||k_j||``), so a feature in other units (columns
     spanning many orders of magnitude) gets the same steps.
     """
-    col_norms = np.linalg.norm(K, axis=0)
-    contributions = group_norms(Z) * col_norms
-    top = float(contributions.max()) if contributions.size else 0.0
-    support = np.flatnonzero(contributions > 1e-7 * top)
+    support, col_norms = contribution_support(K, Z, 1e-7)
     if support.size == 0 or support.size > max_support or not loss.smooth:
         return Z, t
     n, c = Y.shape

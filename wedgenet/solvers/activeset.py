@@ -45,9 +45,9 @@ FloatArray = NDArray[np.float64]
 #: Exit codes of the compiled loop.
 CONVERGED, MAX_ITER, NUMERICAL = 0, 1, 2
 #: a column's correlation ``k_j^T r`` is trusted to ``ROUNDING_FACTOR ||k_j|| (||y|| + ||r||)``
+ROUNDING_FACTOR = 16 * float(np.finfo(np.float64).eps)
 #: a relative decrease of the objective below this is rounding, not progress
 PROGRESS = 1e-14
-ROUNDING_FACTOR = 16 * float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True)

@@ -117,8 +117,7 @@ def _secular_radius(bt: np.ndarray, mu: np.ndarray, lam: float) -> float:
             lo = max(lo, r)
         else:
             hi = min(hi, r)
-        if not phi > 0.0:  # r so large that every term underflowed: look lower
-            hi = min(hi, r)
+        if not phi > 0.0:  # r so large that every term underflowed: look lower (hi = r)
             r = 0.5 * (lo + hi)
             continue
         psi = 1.0 / np.sqrt(phi) - 1.0
@@ -463,8 +462,8 @@ def _prox_newton_step(
         mean = np.zeros(active.size)
         Kc = np.asfortranarray(KA)
         Ht_inv = np.zeros((cr, cr))
+    sq = np.einsum("ij,ij->j", Kc, Kc)  # squared column norms
     if identity:
-        sq = np.einsum("ij,ij->j", Kc, Kc)
         mu = np.repeat(sq[:, None], cr, axis=1)
         E = np.broadcast_to(np.eye(cr), (active.size, cr, cr)).copy()
         P_arr = np.zeros((1, 1))
@@ -478,7 +477,6 @@ def _prox_newton_step(
         # column's squared norm (the curvature of a loss Hessian of 1e-10). Saturated
         # probabilities (features in large units: logits of thousands) make every Hessian
         # block exactly 0; the model's steps are then long and the line search decides.
-        sq = np.einsum("ij,ij->j", Kc, Kc)
         floor = np.maximum(1e-12 * max(float(mu.max()), 0.0), 1e-10 * sq)
         mu = np.maximum(mu, np.maximum(floor, 1e-300)[:, None])
         assert P is not None
