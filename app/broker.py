@@ -36,6 +36,10 @@ PRICE_PART_TASK = "wedgenet.price_part"
 QUEUE = "wedgenet"
 
 
+#: digits of the microsecond timestamp that starts a message's file name (enough until 5138)
+TIME_DIGITS = 17
+
+
 class FilesystemChannel(kombu_filesystem.Channel):
     """kombu's filesystem channel with an atomic publish.
 
@@ -51,7 +55,10 @@ class FilesystemChannel(kombu_filesystem.Channel):
 
     # kombu names the argument `payload` here and `message` in its base class
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # consumers take messages in the order of their names: a zero-padded wall-clock time
+        # keeps that order across a digit boundary and a reboot (kombu's own names, unpadded
+        # monotonic milliseconds, keep it across neither)
+        name = f"{time.time_ns() // 1000:0{TIME_DIGITS}d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + ".part"
         try:

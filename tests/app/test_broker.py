@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
+from app import broker
 from app.broker import (
     FILESYSTEM_SCHEME,
     FilesystemTransport,
@@ -77,14 +78,27 @@ def test_consumer_in_another_process_sees_whole_messages_only(tmp_path: Path) ->
 
 def test_unreadable_message_is_logged_and_skipped(tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    (tmp_path / "1_bad.q.msg").write_bytes(b"")  # sorts first: consumed first
-    _publish(tmp_path, 1)
+    _publish(tmp_path, 2)
+    first = sorted(tmp_path.glob("*.msg"))[0]
+    first.write_bytes(b"")  # the message consumed first is now unreadable
     with Connection(f"{FILESYSTEM_SCHEME}://", transport_options=_options(tmp_path)) as c:
         with caplog.at_level(logging.ERROR, logger="wedgenet.broker"):
             message = c.default_channel._get("q")
-    assert message["i"] == 0
+    assert message["i"] == 1
     assert any("unreadable message" in r.getMessage() for r in caplog.records)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_messages_are_consumed_in_publish_order_across_a_digit_boundary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # kombu's unpadded names put "1000000_..." before "999999_..." ; the padded ones do not
+    clock = iter([999_999_000, 1_000_000_000, 10_000_000_000])
+    monkeypatch.setattr(broker.time, "time_ns", lambda: next(clock))
+    with Connection(f"{FILESYSTEM_SCHEME}://", transport_options=_options(tmp_path)) as c:
+        for i in range(3):
+            c.default_channel._put("q", {"i": i})
+        received = [c.default_channel._get("q")["i"] for _ in range(3)]
+    assert received == [0, 1, 2]
 
 
 def test_celery_uses_the_atomic_transport_for_filesystem_urls(tmp_path: Path) -> None:
