@@ -20,7 +20,9 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import re
+import select
 import shutil
 import struct
 import tempfile
@@ -451,6 +453,35 @@ _parser_pool: ProcessPoolExecutor | None = None
 _parser_pool_lock = threading.Lock()
 
 
+def _end_with_api(api_pid: int) -> None:
+    """Initializer of a parser process: it ends when the API process ``api_pid`` ends.
+
+    A parser process waits for work on a pipe whose writing end it holds itself (a
+    ``multiprocessing`` queue travels to the child whole), so it never sees the API go: an
+    API that was killed, or stopped without shutting its pool down, left its parser
+    processes, their fork server and the resource tracker running forever. A thread here
+    waits for the API's exit (a pidfd; polled once a second where the kernel has none)."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(api_pid)
+        except ProcessLookupError:  # already gone
+            os._exit(0)
+        except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(api_pid, 0)
+                except ProcessLookupError:
+                    os._exit(0)
+                except PermissionError:  # a process of another user took the pid
+                    os._exit(0)
+        select.select([fd], [], [])  # readable when the process exits
+        os._exit(0)
+
+    threading.Thread(target=watch, name="wedgenet-api-watch", daemon=True).start()
+
+
 def _parser_processes() -> ProcessPoolExecutor:
     """The pool of JSON parser processes, started on first use. Forked from a server process
     that has imported this module, one process per document (its memory, several times the
@@ -461,12 +492,16 @@ def _parser_processes() -> ProcessPoolExecutor:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload([__name__])
             _parser_pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx,
-                                               max_tasks_per_child=1)
+                                               max_tasks_per_child=1,
+                                               initializer=_end_with_api,
+                                               initargs=(os.getpid(),))
         return _parser_pool
 
 
 def shutdown_parser_processes() -> None:
-    """Stop the JSON parser processes (the API's shutdown); they start again when needed."""
+    """Stop the JSON parser processes (the API's shutdown); they start again when needed.
+    Does not wait for a parse in progress: each parser process also ends by itself when the
+    API process ends (:func:`_end_with_api`)."""
     global _parser_pool
     with _parser_pool_lock:
         pool, _parser_pool = _parser_pool, None

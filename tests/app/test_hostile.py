@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -218,6 +219,74 @@ def test_health_answers_during_big_upload(db_url: str, tmp_path: Path, fmt: str)
     # memory: a small multiple of the upload (X as float64 is 14 MB, the file ~20 MiB;
     # JSON's Python objects live in the parser process)
     assert (hwm - rss0) * 1024 < 6 * size, (rss0, hwm, size)
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while listing
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that still run (a zombie waiting to be reaped does not)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _wait_gone(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while _running(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _running(pids)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_json_parser_processes_end_with_the_api(tmp_path: Path, stop: str) -> None:
+    """A JSON upload over ``JSON_IN_PROCESS_BYTES`` starts parser processes (a fork server,
+    its children, a resource tracker). None of them outlives the API, whether it is stopped
+    (SIGTERM) or killed (SIGKILL). Before: both left all three running forever (the idle
+    parser process waited on a pipe it held open itself)."""
+    from app import uploads
+
+    rows = uploads.JSON_IN_PROCESS_BYTES // 40  # ~ 5.6 MiB of JSON (~56 bytes a row)
+    X = np.random.default_rng(3).normal(size=(rows, 3))
+    (tmp_path / "X.json").write_text(json.dumps(np.round(X, 9).tolist()))
+    (tmp_path / "y.json").write_text(json.dumps(X[:, 0].round(9).tolist()))
+    assert (tmp_path / "X.json").stat().st_size > uploads.JSON_IN_PROCESS_BYTES
+    env = _env(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path,
+               WEDGENET_MAX_UPLOAD_BYTES=str(64 * 1024 * 1024),
+               WEDGENET_MAX_ARRAY_BYTES=str(64 * 1024 * 1024))
+    with _uvicorn(env, tmp_path) as (base, pid):
+        with (tmp_path / "X.json").open("rb") as fx, (tmp_path / "y.json").open("rb") as fy:
+            r = httpx.post(base + "/datasets", files={"X": ("X.json", fx), "y": ("y.json", fy)},
+                           headers={"X-API-Key": KEY_A}, timeout=120)
+        assert r.status_code == 201, r.text
+        helpers = _descendants(pid)
+        assert helpers, "the upload started no parser process"
+        os.kill(pid, signal.SIGTERM if stop == "SIGTERM" else signal.SIGKILL)
+        left = _wait_gone(helpers | {pid}, 20)
+    assert not left, f"still running after {stop} of the API: {sorted(left)}"
 
 
 # ------------------------------------------------------------ 2. compression amplification
