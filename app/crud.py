@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from fastapi import HTTPException
@@ -42,6 +42,8 @@ from app.schemas import (
     StoredLayer,
 )
 from app.storage import get_array
+
+T = TypeVar("T")
 
 
 class NotFound(HTTPException):
@@ -133,17 +135,16 @@ def list_jobs(session: Session, owner: str, state: str | None, kind: str | None,
 def check_labels(session: Session, loss: str, ds: Dataset) -> int:
     """Reject labels the loss cannot use; return the number of network outputs it needs."""
     if loss in ("logistic", "hinge"):
-        y = get_array(session, ds.y_sha256)
-        vals = np.unique(y)
-        if y.ndim != 1 or vals.size != 2:
+        shape, distinct = _label_summary(session, ds.y_sha256)
+        if len(shape) != 1 or distinct != 2:
             raise Invalid(f"loss={loss!r} needs a single-output y with exactly 2 distinct "
-                          f"values; the dataset's y has shape {list(y.shape)} and {vals.size} "
+                          f"values; the dataset's y has shape {list(shape)} and {distinct} "
                           "distinct values")
         return 1
     if loss == "softmax":
         if ds.outputs != 1 or not ds.y_dtype.startswith("int"):
             raise Invalid("loss='softmax' needs integer class labels y of shape (n,)")
-        n_classes = int(np.unique(get_array(session, ds.y_sha256)).size)
+        n_classes = _label_summary(session, ds.y_sha256)[1]
         if n_classes < 2:
             raise Invalid(f"loss='softmax' needs at least 2 distinct class labels in y; the "
                           f"dataset's y has {n_classes}")
@@ -159,26 +160,54 @@ def _dictionary_size(session: Session, ds: Dataset, p: int, bias: bool) -> int:
 
     if p == 1:
         return int(wedgenet.dictionary_size(ds.n, ds.d, p=1, bias=bias))
-    key = (ds.x_sha256, bias)
-    with _p2_sizes_lock:
-        size = _p2_sizes.get(key)
-    if size is None:
-        size = _p2_size(get_array(session, ds.x_sha256), bias)
-        with _p2_sizes_lock:
-            _p2_sizes[key] = size
-            while len(_p2_sizes) > _P2_SIZES_KEPT:
-                _p2_sizes.pop(next(iter(_p2_sizes)))
+    size = _by_content.get(("p2-size", ds.x_sha256, bias),
+                           lambda: _p2_size(get_array(session, ds.x_sha256), bias))
     if isinstance(size, str):
         raise Invalid(f"p=2, bias={bias} cannot be used on dataset {ds.id!r}: {size}")
     return size
 
 
-#: p = 2 dictionary sizes (or the engine's refusal) by (sha256 of X, bias). X is stored by
-#: its content hash, so an entry never goes stale; kept so that submitting jobs on a big
-#: dataset does not read and decompose X each time.
-_p2_sizes: dict[tuple[str, bool], int | str] = {}
-_p2_sizes_lock = threading.Lock()
-_P2_SIZES_KEPT = 1024
+class ContentFacts:
+    """What a submission needs to know of a stored array (the ``p = 2`` dictionary size of
+    X, the shape and distinct labels of y), kept by the array's content hash. Arrays are
+    stored by that hash, so an entry never goes stale; kept so that submitting jobs on a big
+    dataset does not read (and decompose) its arrays each time. At most ``kept`` entries,
+    the oldest dropped first; safe to share between threads."""
+
+    def __init__(self, kept: int = 1024) -> None:
+        self.kept = kept
+        self._facts: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """The fact under ``key`` (its first items: what it is, the content hash),
+        ``compute()`` when missing. Two threads missing it at once both compute it."""
+        with self._lock:
+            if key in self._facts:
+                return cast(T, self._facts[key])
+        value = compute()
+        with self._lock:
+            self._facts[key] = value
+            while len(self._facts) > self.kept:
+                self._facts.pop(next(iter(self._facts)))
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._facts.clear()
+
+
+_by_content = ContentFacts()
+
+
+def _label_summary(session: Session, y_sha256: str) -> tuple[tuple[int, ...], int]:
+    """The shape of a stored y and its number of distinct values."""
+
+    def summary() -> tuple[tuple[int, ...], int]:
+        y = get_array(session, y_sha256)
+        return tuple(y.shape), int(np.unique(y).size)
+
+    return _by_content.get(("labels", y_sha256), summary)
 
 
 def _p2_size(X: np.ndarray, bias: bool) -> int | str:
