@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -92,8 +93,9 @@ def test_unreadable_message_is_logged_and_skipped(tmp_path: Path,
 def test_messages_are_consumed_in_publish_order_across_a_digit_boundary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # kombu's unpadded names put "1000000_..." before "999999_..." ; the padded ones do not
-    clock = iter([999_999_000, 1_000_000_000, 10_000_000_000])
-    monkeypatch.setattr(broker.time, "time_ns", lambda: next(clock))
+    stamps = [999_999_000, 1_000_000_000, 10_000_000_000]  # the three publishes' clocks
+    real = time.time_ns  # for any other caller of the clock meanwhile
+    monkeypatch.setattr(broker.time, "time_ns", lambda: stamps.pop(0) if stamps else real())
     with Connection(f"{FILESYSTEM_SCHEME}://", transport_options=_options(tmp_path)) as c:
         for i in range(3):
             c.default_channel._put("q", {"i": i})
