@@ -31,6 +31,8 @@ from tests.conftest import (
     KEY_A,
     KEY_B,
     ROOT,
+    alive,
+    descendants,
     npy,
     private_pg_database,
     small_problem,
@@ -221,43 +223,12 @@ def test_health_answers_during_big_upload(db_url: str, tmp_path: Path, fmt: str)
     assert (hwm - rss0) * 1024 < 6 * size, (rss0, hwm, size)
 
 
-def _descendants(pid: int) -> set[int]:
-    """The processes below ``pid`` (children, their children, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # exited while listing
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _running(pids: set[int]) -> set[int]:
-    """Those of ``pids`` that still run (a zombie waiting to be reaped does not)."""
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
 def _wait_gone(pids: set[int], seconds: float) -> set[int]:
+    """Those of ``pids`` still running after at most ``seconds``."""
     deadline = time.monotonic() + seconds
-    while _running(pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return _running(pids)
+    return {p for p in pids if alive(p)}
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -282,7 +253,7 @@ def test_json_parser_processes_end_with_the_api(tmp_path: Path, stop: str) -> No
             r = httpx.post(base + "/datasets", files={"X": ("X.json", fx), "y": ("y.json", fy)},
                            headers={"X-API-Key": KEY_A}, timeout=120)
         assert r.status_code == 201, r.text
-        helpers = _descendants(pid)
+        helpers = set(descendants(pid))
         assert helpers, "the upload started no parser process"
         os.kill(pid, signal.SIGTERM if stop == "SIGTERM" else signal.SIGKILL)
         left = _wait_gone(helpers | {pid}, 20)

@@ -178,12 +178,6 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     setattr(item, "rep_" + rep.when, rep)
 
 
-def children(pid: int) -> list[int]:
-    """Process ids of the direct children of ``pid``."""
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def count_networks(database_url: str, job_id: str) -> int:
     from sqlalchemy import create_engine, text
 

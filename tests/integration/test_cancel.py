@@ -10,7 +10,7 @@ import pytest
 
 from app.client import WedgenetClient
 from tests.conftest import KEY_A, small_problem
-from tests.integration.conftest import children as _children
+from tests.conftest import children as _children
 
 pytestmark = pytest.mark.integration
 

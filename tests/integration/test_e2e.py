@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from app.client import WedgenetClient, WedgenetError
-from tests.conftest import KEY_A, KEY_B, small_problem
-from tests.integration.conftest import children, count_networks, free_port
+from tests.conftest import KEY_A, KEY_B, alive, children, small_problem
+from tests.integration.conftest import count_networks, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -174,15 +174,7 @@ def test_embedded_default(tmp_path: Path, stack_factory) -> None:
     api.send_signal(signal.SIGTERM)  # serve stops its worker process group itself
     api.wait(timeout=40)
     time.sleep(0.5)
-    assert [p for p in pids if _alive(p)] == [], "serve left worker processes running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    assert [p for p in pids if alive(p)] == [], "serve left worker processes running"
 
 
 def test_embedded_sigkill_worker(tmp_path: Path, stack_factory) -> None:

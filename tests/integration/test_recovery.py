@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from app.client import WedgenetClient
-from tests.conftest import KEY_A, small_problem
-from tests.integration.conftest import children, count_networks
+from tests.conftest import KEY_A, alive, children, descendants, small_problem
+from tests.integration.conftest import count_networks
 
 pytestmark = pytest.mark.integration
 
@@ -86,23 +86,6 @@ def _idle(pids: list[int], window: float = 0.5) -> bool:
     before = _cpu(pids)
     time.sleep(window)
     return _cpu(pids) - before < 0.1
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        kids = children(todo.pop())
-        out += kids
-        todo += kids
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _settings(database_url: str, broker_url: str, broker_dir: Path) -> Any:
@@ -283,7 +266,7 @@ def test_stopping_serve_during_a_long_job_leaves_no_process(tmp_path: Path,  # t
         job_id = _long_job(c)
         _until(lambda: _row(db, job_id).state == "running", 90, "the job starts")
         time.sleep(1.5)
-        procs = _descendants(serve.pid)
+        procs = descendants(serve.pid)
         assert len(procs) >= 2, procs  # the worker's main process and its pool process
         assert not _idle(procs), "the job should be computing"
         t0 = time.monotonic()
@@ -296,7 +279,7 @@ def test_stopping_serve_during_a_long_job_leaves_no_process(tmp_path: Path,  # t
             pytest.fail("serve did not stop within 15 s of SIGTERM")
         stopped = time.monotonic() - t0
         time.sleep(0.5)
-        left = [p for p in procs if _alive(p)]
+        left = [p for p in procs if alive(p)]
         print(f"\nserve stopped {stopped:.1f} s after SIGTERM during a job; left: {left}")
         assert left == [], "serve left worker processes running"
         assert stopped < 10.0
@@ -307,11 +290,11 @@ def test_stopping_serve_during_a_long_job_leaves_no_process(tmp_path: Path,  # t
         serve = start()
         _until(lambda: _row(db, job_id).state == "running", 90, "the job runs again")
         time.sleep(1.0)
-        procs = _descendants(serve.pid)
+        procs = descendants(serve.pid)
         assert len(procs) >= 2, procs
         serve.kill()
         serve.wait()
-        _until(lambda: not any(_alive(p) for p in procs), 10,
+        _until(lambda: not any(alive(p) for p in procs), 10,
                "the worker and its pool process exit with serve")
 
 
@@ -351,12 +334,12 @@ def test_serve_restarts_a_worker_that_dies(tmp_path: Path,  # type: ignore[no-un
         os.kill(worker, signal.SIGKILL)
         _until(lambda: [p for p in _celery_children(serve.pid) if p != worker], 10,
                "serve starts a new worker")
-        _until(lambda: not any(_alive(p) for p in pool), 5,
+        _until(lambda: not any(alive(p) for p in pool), 5,
                "the dead worker's pool process is killed")
         _until(lambda: (_row(db, job_id).state == "running" and _row(db, job_id).attempts >= 2),
                60, "the job runs again on the new worker")
         print(f"\njob running again {time.monotonic() - t0:.1f} s after its worker was killed")
-    procs = _descendants(serve.pid)
+    procs = descendants(serve.pid)
     serve.send_signal(signal.SIGTERM)
     serve.wait(timeout=20)
-    _until(lambda: not any(_alive(p) for p in procs), 5, "the new worker exits with serve")
+    _until(lambda: not any(alive(p) for p in procs), 5, "the new worker exits with serve")
